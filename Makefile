@@ -1,0 +1,34 @@
+# The two commands of the README: `make course` and `make test`. Both start from a bare Python 3.10+.
+PY ?= python3
+VENV := .venv
+CAMP := $(VENV)/bin/camp
+export OMP_NUM_THREADS ?= 1
+# No model hub is needed: the course runs on the embedded tiny model built locally.
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup tool-envs course test lint lab clean
+
+# The core env (notebook kernel + camp) and the tiny model; no-ops when already current.
+setup:
+	PYTHONPATH=. $(PY) -m camp env create core
+	$(CAMP) tiny
+
+# The heavy tools' own envs, which the tests run the real tools in.
+tool-envs: setup
+	$(CAMP) env create xtuner
+	$(CAMP) env create opencompass
+
+course: setup
+	$(CAMP) course --profile cpu-tiny
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: setup tool-envs lint
+	$(VENV)/bin/python -m pytest
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks
+
+clean:
+	rm -rf .camp/runs

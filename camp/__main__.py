@@ -1,0 +1,5 @@
+import sys
+
+from camp.cli import main
+
+sys.exit(main())

@@ -1,0 +1,110 @@
+"""The `camp` command. Parsing only: each subcommand is a `cli_*` function in the module that owns it,
+imported when the subcommand runs, so `camp --help` and `camp doctor` start fast."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from camp.errors import CampError
+
+
+def _handler(target: str):
+    mod, func = target.split(":")
+
+    def run(args):
+        return getattr(importlib.import_module(mod), func)(args)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="camp", description="InternLM full-chain course kit (书生·浦语 实战营)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = sub.add_parser("doctor", help="this machine: Python, torch, GPUs, profile, environments, network, disk")
+    d.add_argument("--json", action="store_true", help="print the report as JSON")
+    d.set_defaults(func=_handler("camp.checkup:cli_doctor"))
+
+    m = sub.add_parser("models", help="list the course model catalogue")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=_handler("camp.models:cli_models"))
+
+    dl = sub.add_parser("download", help="get a model folder: shared folder, cache, ModelScope, then HF")
+    dl.add_argument("name", help="catalogue name (see `camp models`) or a ModelScope id owner/name")
+    dl.add_argument("--revision", default=None)
+    dl.add_argument("--cache-dir", default=None, help="download cache (default: $CAMP_HOME/models)")
+    dl.set_defaults(func=_handler("camp.models:cli_download"))
+
+    e = sub.add_parser("env", help="the per-tool environments (core, xtuner, opencompass, lmdeploy)")
+    esub = e.add_subparsers(dest="env_command", metavar="ACTION", required=True)
+    el = esub.add_parser("list", help="each environment, its path, state and key versions")
+    el.add_argument("--json", action="store_true")
+    el.set_defaults(func=_handler("camp.envs:cli_list"))
+    ec = esub.add_parser("create", help="build an environment from environments/NAME.txt")
+    ec.add_argument("name")
+    ec.add_argument("--force", action="store_true", help="rebuild even if it exists and is current")
+    ec.add_argument("--path", default=None, help="where to create it (default: $CAMP_HOME/envs/NAME)")
+    ec.set_defaults(func=_handler("camp.envs:cli_create"))
+    er = esub.add_parser("register", help="adopt an existing conda env or venv for NAME")
+    er.add_argument("name")
+    er.add_argument("path", help="the env's prefix (the folder holding bin/python)")
+    er.set_defaults(func=_handler("camp.envs:cli_register"))
+    ex = esub.add_parser("run", help="run a command inside an environment: camp env run NAME -- CMD …")
+    ex.add_argument("name")
+    ex.add_argument("cmd", nargs=argparse.REMAINDER)
+    ex.set_defaults(func=_handler("camp.envs:cli_run"))
+
+    c = sub.add_parser("chat", help="chat with a model in the terminal (or one answer with --prompt)")
+    c.add_argument("model", nargs="?", default="auto",
+                   help="catalogue name, local folder, or a model name served at --base-url")
+    c.add_argument("--prompt", "-p", default=None, help="answer this one message on stdout and exit")
+    c.add_argument("--system", default=None, help="system prompt")
+    c.add_argument("--base-url", default=None, help="an OpenAI-compatible endpoint, e.g. http://127.0.0.1:23333/v1")
+    c.add_argument("--api-key", default=None)
+    c.add_argument("--max-new-tokens", type=int, default=None)
+    c.add_argument("--temperature", type=float, default=None)
+    c.add_argument("--top-p", type=float, default=None)
+    c.set_defaults(func=_handler("camp.conversation:cli_chat"))
+
+    w = sub.add_parser("webdemo", help="a Streamlit chat web demo, bound to 127.0.0.1")
+    w.add_argument("model", nargs="?", default="auto")
+    w.add_argument("--port", type=int, default=None, help="default: a free port from 8501")
+    w.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1: only this machine)")
+    w.add_argument("--system", default=None)
+    w.set_defaults(func=_handler("camp.ui.webdemo:cli_webdemo"))
+
+    co = sub.add_parser("course", help="execute every course notebook headless and print a result table")
+    co.add_argument("notebooks", nargs="*", help="notebook names or numbers (default: all)")
+    co.add_argument("--profile", default="auto")
+    co.add_argument("--out", default=None, help="run folder (default: $CAMP_HOME/runs/course-<time>)")
+    co.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
+                    help="papermill parameter for every notebook")
+    co.set_defaults(func=_handler("camp.course:cli_course"))
+
+    t = sub.add_parser("tiny", help="build the embedded tiny model (same as `camp download tiny`)")
+    t.add_argument("--force", action="store_true")
+    t.set_defaults(func=_handler("camp.tiny:cli_tiny"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        rc = args.func(args)
+    except CampError as exc:
+        print(f"camp: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print("camp: interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

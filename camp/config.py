@@ -1,0 +1,83 @@
+"""Where camp keeps things. Stdlib only: imported by the CLI and by bootstrap before any env exists.
+
+Layout under CAMP_HOME (default: `<checkout>/.camp`, else `~/.cache/camp`):
+    envs/<name>/        tool environments camp created (venvs)
+    envs.json           environments registered from elsewhere (conda envs on InternStudio)
+    models/             download cache (ModelScope layout) and built/normalised models
+    runs/<ts>-<name>/   one folder per Job: job.json + log.txt + the tool's outputs
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _checkout_root() -> Path | None:
+    root = PACKAGE_DIR.parent
+    if (root / "pyproject.toml").is_file() and (root / "assets").is_dir():
+        return root
+    return None
+
+
+ROOT: Path | None = _checkout_root()
+
+
+def project_root() -> Path:
+    """The source checkout camp runs from; the course kit (assets/, notebooks/) lives there."""
+    if ROOT is None:
+        raise RuntimeError(
+            "camp is installed without its course kit (assets/, notebooks/, environments/). "
+            "Install it from a checkout: `git clone … && cd camp && pip install -e .`"
+        )
+    return ROOT
+
+
+def assets_dir() -> Path:
+    return project_root() / "assets"
+
+
+def environments_dir() -> Path:
+    return project_root() / "environments"
+
+
+def notebooks_dir() -> Path:
+    return project_root() / "notebooks"
+
+
+def home() -> Path:
+    env = os.environ.get("CAMP_HOME")
+    if env:
+        p = Path(env).expanduser()
+    elif ROOT is not None:
+        p = ROOT / ".camp"
+    else:
+        p = Path.home() / ".cache" / "camp"
+    return p
+
+
+def envs_dir() -> Path:
+    return home() / "envs"
+
+
+def models_dir() -> Path:
+    """Download cache and locally built models. CAMP_MODELS overrides (e.g. a big data disk)."""
+    env = os.environ.get("CAMP_MODELS")
+    return Path(env).expanduser() if env else home() / "models"
+
+
+def runs_dir() -> Path:
+    return home() / "runs"
+
+
+# InternStudio dev machines mount the course models read-only here.
+DEFAULT_SHARED_MODELS = ("/root/share/new_models", "/share/new_models")
+
+
+def shared_model_dirs() -> list[Path]:
+    """Folders searched for ready-made models before any download (CAMP_SHARED_MODELS, os.pathsep-separated)."""
+    env = os.environ.get("CAMP_SHARED_MODELS")
+    items = env.split(os.pathsep) if env is not None else list(DEFAULT_SHARED_MODELS)
+    return [Path(i).expanduser() for i in items if i]

@@ -1,0 +1,36 @@
+"""Shared test set-up: tests run in the core env, offline, single-threaded, against the repo's .camp home."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Nothing in the tests may reach a model hub, even by accident.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """Environment for running `python -m camp …` as a student would: camp importable, core env bin on PATH."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def tool_python():
+    """tool_python("xtuner") → that env's python; creates the env if it does not exist yet (minutes)."""
+    from camp import envs
+
+    def get(name: str) -> Path:
+        envs.create(name, show=False)
+        return envs.python(name)
+
+    return get
