@@ -51,11 +51,18 @@ def run(selection: list[str] | None = None, *, profile: str = "auto", out: str |
 
     from camp.jobs import new_run_dir
 
+    # `!camp …` and `!pip …` in a lesson must mean the kernel's own env, even when it is not activated
+    bindir = str(Path(sys.executable).parent)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     run_dir = Path(out) if out else new_run_dir("course")
     run_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for nb in notebooks(selection):
-        declared = {p for p in pm.inspect_notebook(str(nb))}
+        try:
+            declared = set(pm.inspect_notebook(str(nb)))
+        except ValueError:  # no kernelspec in the notebook: pass every parameter
+            declared = {"profile", *(parameters or {})}
         params = {k: v for k, v in {"profile": profile, **(parameters or {})}.items() if k in declared}
         out_nb = run_dir / nb.name
         results = run_dir / f"{nb.stem}.results.json"
@@ -65,7 +72,7 @@ def run(selection: list[str] | None = None, *, profile: str = "auto", out: str |
         status, error = "ok", None
         try:
             pm.execute_notebook(str(nb), str(out_nb), parameters=params, cwd=str(nb.parent),
-                                kernel_name="python3", progress_bar=False, log_output=log_output)
+                                kernel_name="python3", language="python", progress_bar=False, log_output=log_output)
         except pm.PapermillExecutionError as exc:
             status, error = "failed", f"{exc.ename}: {exc.evalue}"[:300]
         except Exception as exc:  # kernel died, bad notebook JSON …

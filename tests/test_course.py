@@ -21,7 +21,7 @@ def lessons(tmp_path, monkeypatch):
     params = new_code_cell("profile = 'auto'\nsteps = 1")
     params.metadata["tags"] = ["parameters"]
     good = new_notebook(cells=[params, new_code_cell("import camp\ncamp.report('steps', steps * 2)")])
-    bad = new_notebook(cells=[params, new_code_cell("assert steps > 5, 'too few steps'")])
+    bad = new_notebook(cells=[params, new_code_cell("assert steps < 5, 'too many steps'")])
     nbformat.write(good, d / "00_good.ipynb")
     nbformat.write(bad, d / "01_bad.ipynb")
     nbformat.write(good, d / "scratch.ipynb")  # not numbered: not a lesson
@@ -41,9 +41,9 @@ def test_run_collects_results_and_failures(lessons, tmp_path):
     rows = course.run(out=tmp_path / "run", parameters={"steps": 21})
     good, bad = rows
     assert good["status"] == "ok" and good["result"] == {"steps": 42}
-    assert bad["status"] == "failed" and "too few steps" in bad["error"]
+    assert bad["status"] == "failed" and "too many steps" in bad["error"]
     table = course.format_table(rows)
-    assert "00_good" in table and "steps=42" in table and "too few steps" in table
+    assert "00_good" in table and "steps=42" in table and "too many steps" in table
 
 
 def test_cli_exit_status_reflects_failures(lessons, tmp_path):
