@@ -12,6 +12,10 @@ def _fmt(v):
 
 def follow(job, interval: float = 0.25) -> None:
     """Show `job`'s progress until it ends (does not raise; call job.wait() for the verdict)."""
+    from camp.ui import in_notebook
+
+    if not in_notebook() and not sys.stderr.isatty():  # CI logs, pipes: a line every few seconds, no \r art
+        return _follow_plain(job, interval)
     try:
         from tqdm.auto import tqdm
     except ImportError:  # bootstrap interpreter without tqdm: plain lines
