@@ -26,6 +26,7 @@ _LAZY = {
     "jobs": "camp.jobs:",
     "hardware": "camp.hardware:",
     "tiny": "camp.tiny:",
+    "internlm2": "camp.internlm2:",
     "CampError": "camp.errors:CampError",
 }
 
