@@ -313,11 +313,37 @@ def _pip_job(prefix: Path, args: list[str], *, name: str, run_dir: Path, show: b
     return job
 
 
+def _lock(prefix: Path):
+    """One builder per env: a second `camp env create` (another notebook, a test) waits instead of
+    deleting a half-built env under the first one's feet."""
+    import contextlib
+    import fcntl
+
+    @contextlib.contextmanager
+    def held():
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        with open(prefix.parent / f".{prefix.name}.lock", "w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"env {prefix.name}: another camp process is building it; waiting…", file=sys.stderr)
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            yield
+
+    return held()
+
+
 def create(name: str, *, force: bool = False, path: str | os.PathLike | None = None, show: bool = True) -> Path:
     """Build env `name` (venv + torch for this machine + environments/NAME*.txt), check it, then mark it.
 
     An env whose recipe is unchanged is kept. Nothing is marked complete until the smoke check passed.
     """
+    prefix = Path(path).expanduser().resolve() if path else env_path(name)
+    with _lock(prefix):
+        return _create(name, force=force, path=path, show=show)
+
+
+def _create(name: str, *, force: bool, path, show: bool) -> Path:
     s = spec(name)
     on = machine()
     if s.needs_cuda and on != "cuda":

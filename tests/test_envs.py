@@ -132,3 +132,21 @@ def test_cli_create_lmdeploy_on_cpu_refuses_cleanly(camp_home):
                        text=True, env=env, timeout=60)
     assert r.returncode == 1
     assert "needs an NVIDIA GPU" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_second_creator_waits_instead_of_deleting_a_build_in_progress(camp_home, monkeypatch):
+    import threading
+    import time
+
+    monkeypatch.setattr(envs, "machine", lambda: "cpu")
+    prefix = camp_home / "envs" / "xtuner"
+    prefix.mkdir(parents=True)
+    results = []
+    with envs._lock(prefix):  # "another process" is building it
+        t = threading.Thread(target=lambda: results.append(envs.create("xtuner", show=False)))
+        t.start()
+        time.sleep(0.5)
+        assert t.is_alive() and prefix.exists()  # waiting, not wiping
+        (prefix / envs.MARKER).write_text(json.dumps({"recipe": envs.recipe_hash("xtuner", "cpu")}))
+    t.join(20)
+    assert results == [prefix]  # the finished env was taken as it is
