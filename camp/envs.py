@@ -365,7 +365,8 @@ def _create(name: str, *, force: bool, path, show: bool) -> Path:
         if name in _registry() and path is None:
             raise CampError(f"env {name} is registered at {prefix}; camp does not rebuild envs it did not make. "
                             f"Create a new one with `camp env create {name} --path NEW_DIR`")
-        if prefix.exists() and not (prefix / "pyvenv.cfg").exists():
+        ours = (prefix / "pyvenv.cfg").exists() or (prefix / MARKER).exists() or not any(prefix.iterdir())
+        if not ours:
             raise CampError(f"{prefix} exists and is not a camp-made venv; refusing to delete it. "
                             "Choose another --path or remove it yourself.")
         shutil.rmtree(prefix)
