@@ -21,6 +21,8 @@ _LAZY = {
     "chat": "camp.conversation:chat",
     "ChatSession": "camp.conversation:ChatSession",
     "report": "camp.course:report",
+    "finetune": "camp.training:finetune",
+    "data": "camp.data:",
     "Job": "camp.jobs:Job",
     "envs": "camp.envs:",
     "jobs": "camp.jobs:",
