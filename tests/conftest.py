@@ -24,13 +24,14 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
-def tool_python():
-    """tool_python("xtuner") → that env's python; creates the env if it does not exist yet (minutes)."""
+def tool_env_python(name: str) -> Path:
+    """That tool env's python; creates the env first if it is missing or stale (minutes; `make test` pre-builds)."""
     from camp import envs
 
-    def get(name: str) -> Path:
-        envs.create(name, show=False)
-        return envs.python(name)
+    envs.create(name, show=False)
+    return envs.python(name)
 
-    return get
+
+@pytest.fixture(scope="session")
+def tool_python():
+    return tool_env_python

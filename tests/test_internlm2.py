@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from camp.errors import CampError
+from tests.conftest import tool_env_python
 
 pytestmark = pytest.mark.integration
 
@@ -31,16 +32,7 @@ MEASURED: dict[str, float] = {}
 
 
 def env_python(name: str) -> Path:
-    """The python of camp's `name` environment; CAMP_TEST_PY_<NAME> when camp has not created/registered it."""
-    try:
-        from camp import envs
-
-        return Path(envs.python(name))
-    except (ImportError, AttributeError, CampError) as e:
-        var = f"CAMP_TEST_PY_{name.upper()}"
-        if os.environ.get(var):
-            return Path(os.environ[var])
-        pytest.fail(f"no {name} environment ({e}); run `camp env create {name}` or set {var}")
+    return tool_env_python(name)
 
 
 def child_env(work: Path) -> dict:

@@ -85,17 +85,7 @@ def _run_greedy(python: Path, folder: Path, work: Path) -> dict:
 
 
 def _tool_python(name: str, tool_python) -> Path:
-    """CAMP_TEST_PY_<NAME> when set (e.g. a scratch venv), else the camp env (created if missing)."""
-    override = os.environ.get(f"CAMP_TEST_PY_{name.upper()}")
-    if override:
-        return Path(override)
-    from camp import envs
-    from camp.errors import CampError
-
-    try:
-        return envs.python(name)
-    except CampError:
-        return tool_python(name)
+    return tool_python(name)
 
 
 def _copy(src: Path, dst: Path) -> Path:
