@@ -117,7 +117,9 @@ def test_catalogue_fields_are_sane():
     chat = [models.get(n).memory_gb["chat"] for n in ("internlm2_5-1_8b-chat", "internlm2_5-7b-chat",
                                                         "internlm2_5-20b-chat")]
     assert chat == sorted(chat) and len(set(chat)) == 3
-    assert models.get("internlm2_5-7b-chat").memory_gb["qlora"] <= 8  # XTuner: 7B QLoRA on one 8 GB GPU
+    # XTuner's own InternLM2-Chat-7B QLoRA log at 2048 tokens peaks at 13969 MiB: a 24 GB GPU, not 8 GB
+    assert 8 < models.get("internlm2_5-7b-chat").memory_gb["qlora"] <= 24
+    assert models.get("internlm2_5-1_8b-chat").memory_gb["qlora"] <= 8  # the camp ran it on a 10 % A100 slice
 
 
 @pytest.mark.parametrize("query", ["internlm2_5-7b-chat", "INTERNLM2_5-7B-CHAT", "Shanghai_AI_Laboratory/internlm2_5-7b-chat",
