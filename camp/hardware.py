@@ -16,10 +16,10 @@ limits what fits); N > 1 GPUs add "-xN":
     >= 72 GiB              gpu-80g     A100/H100-80G, H200                   internlm2_5-7b-chat
 
 The cut points sit ~10% below the nominal sizes because nvidia-smi reports a little less than the label
-(a 24 GB 4090 shows 24564 MiB, an 80 GB H100 81559 MiB). A 16 GB card is gpu-8g: it cannot hold the 7B
-model in bf16 for LoRA (~20 GB), which is what gpu-24g promises.
+(a 24 GB 4090 shows 24564 MiB, an 80 GB H100 81559 MiB). A 16 GB card is gpu-8g: it cannot chat with the
+7B model in bf16 (~19 GB), which is what gpu-24g promises (plus 7B QLoRA, ~14 GB; see camp.plan).
 
-Why gpu-80g defaults to 7B and not internlm2_5-20b-chat although 20B fits (chat ~48 GB, LoRA ~48 GB, see
+Why gpu-80g defaults to 7B and not internlm2_5-20b-chat although 20B chat fits (~48 GB; see
 assets/models.json): lessons run two processes on one GPU at once (an LMDeploy server that reserves most
 free memory for its KV cache, plus the client, agent or evaluation), the tutorials are written for 7B,
 and 20B makes every LoRA/eval step ~3x slower. 20B is one `model="internlm2_5-20b-chat"` away.
