@@ -1,0 +1,61 @@
+"""The Streamlit chat app behind `camp webdemo` (run by `streamlit run`; configured by environment variables).
+
+CAMP_WEBDEMO_MODEL   catalogue name or model folder (launch() passes the resolved folder)
+CAMP_WEBDEMO_SYSTEM  system prompt (optional)
+"""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from camp.conversation import chat
+
+MODEL = os.environ.get("CAMP_WEBDEMO_MODEL", "auto")
+SYSTEM = os.environ.get("CAMP_WEBDEMO_SYSTEM") or None
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def base_session(model: str, system: str | None):
+    # Cached once per server process: the model is loaded one time for every browser tab.
+    return chat(model, system=system)
+
+
+st.set_page_config(page_title="camp chat", page_icon="💬")
+st.title("💬 camp chat")
+
+try:
+    base = base_session(MODEL, SYSTEM)
+except Exception as exc:  # shown in the page instead of a bare traceback
+    st.error(f"Cannot load the model {MODEL!r}: {exc}")
+    st.stop()
+
+# Each browser tab has its own conversation over the shared model.
+if "session" not in st.session_state:
+    st.session_state.session = base.fork()
+session = st.session_state.session
+
+with st.sidebar:
+    st.caption(base.backend.describe())
+    max_new_tokens = st.slider("Max new tokens", 16, 2048, int(base.gen.get("max_new_tokens", 256)), step=16)
+    temperature = st.slider("Temperature (0 = greedy)", 0.0, 1.5, 0.0, step=0.05)
+    top_p = st.slider("Top-p", 0.05, 1.0, 0.8, step=0.05, disabled=temperature == 0)
+    if st.button("Clear chat"):
+        session.reset()
+
+for message in session.history:
+    with st.chat_message(message["role"]):
+        st.markdown(message["content"])
+
+if prompt := st.chat_input("Ask something"):
+    with st.chat_message("user"):
+        st.markdown(prompt)
+    with st.chat_message("assistant"):
+        gen = {"max_new_tokens": max_new_tokens, "temperature": temperature}
+        if temperature > 0:
+            gen["top_p"] = top_p
+        try:
+            st.write_stream(session.stream(prompt, **gen))
+        except Exception as exc:
+            st.error(f"{type(exc).__name__}: {exc}")
