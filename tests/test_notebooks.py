@@ -1,0 +1,44 @@
+"""Every course notebook: committed clean, parameters first, check cells last, and it runs under papermill."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from camp import course
+
+NOTEBOOKS = course.notebooks()
+
+
+def test_there_are_lessons_in_course_order():
+    names = [p.stem for p in NOTEBOOKS]
+    assert names[:2] == ["00_setup", "01_chat_demo"]
+    assert names == sorted(names)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_shape(path: Path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", []), "first code cell must be tagged `parameters`"
+    assert "profile" in code[0].source
+    for c in code:
+        assert not c.outputs and c.execution_count is None, "commit notebooks without outputs"
+    assert "assert" in code[-1].source and "camp.report" in code[-1].source, "end with check cells"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_executes_on_cpu_tiny(path: Path, tmp_path):
+    rows = course.run([path.stem], profile="cpu-tiny", out=tmp_path)
+    row = rows[0]
+    assert row["status"] == "ok", row["error"]
+    assert row["result"], "the check cells reported no result"
+    executed = nbformat.read(tmp_path / path.name, as_version=4)
+    errors = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary[0]["notebook"] == path.stem
