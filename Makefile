@@ -27,8 +27,10 @@ lint: setup
 test: setup tool-envs lint
 	$(VENV)/bin/python -m pytest
 
+# Only this machine can reach it (use an ssh tunnel from yours); root (dev containers) needs --allow-root.
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/jupyter lab notebooks --ip 127.0.0.1 \
+		$$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 clean:
 	rm -rf .camp/runs
