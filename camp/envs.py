@@ -321,8 +321,10 @@ def _lock(prefix: Path):
 
     @contextlib.contextmanager
     def held():
-        prefix.parent.mkdir(parents=True, exist_ok=True)
-        with open(prefix.parent / f".{prefix.name}.lock", "w") as fh:
+        locks = config.home() / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        key = hashlib.sha256(str(prefix).encode()).hexdigest()[:12]
+        with open(locks / f"env-{prefix.name}-{key}.lock", "w") as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
