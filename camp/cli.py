@@ -117,6 +117,49 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--json", action="store_true", help="print the result as JSON")
     ft.set_defaults(func=_handler("camp.training:cli_finetune"))
 
+    ev = sub.add_parser("eval", help="evaluate models with OpenCompass on course or custom datasets")
+    ev.add_argument("models", nargs="+", help="catalogue/registered names, local folders, or endpoint URLs "
+                    "(http://127.0.0.1:PORT/v1[#model-name])")
+    ev.add_argument("-d", "--dataset", action="append", required=True,
+                    help="course set name (see `camp eval --list-datasets`), a .jsonl/.csv file, or an OpenCompass "
+                    "dataset name; repeat for several")
+    ev.add_argument("--profile", default="auto")
+    ev.add_argument("--api-key", default=None, help="for endpoint models")
+    ev.add_argument("--tokenizer", default=None, help="local tokenizer folder for endpoint models")
+    ev.add_argument("--limit", type=int, default=None, help="only the first N questions of each dataset")
+    ev.add_argument("--run-dir", default=None)
+    ev.add_argument("--json", action="store_true", help="print the result table as JSON")
+    ev.set_defaults(func=_handler("camp.evaluation:cli_eval"))
+
+    sv = sub.add_parser("serve", help="serve a model as an OpenAI-compatible endpoint (LMDeploy on GPU, "
+                        "transformers serve on CPU)")
+    sv.add_argument("model", nargs="?", default="auto")
+    sv.add_argument("--engine", default="auto", choices=["auto", "lmdeploy", "turbomind", "pytorch", "transformers"])
+    sv.add_argument("--quant", default=None, help="w4a16 (AWQ), kv8, kv4, or w4a16+kv4 …")
+    sv.add_argument("--port", type=int, default=None, help="default: a free port from 23333")
+    sv.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1: only this machine)")
+    sv.add_argument("--api-key", default=None, help="require this key from clients")
+    sv.add_argument("--tp", type=int, default=None, help="tensor parallel GPUs (LMDeploy)")
+    sv.add_argument("--profile", default="auto")
+    sv.set_defaults(func=_handler("camp.serving:cli_serve"))
+
+    qu = sub.add_parser("quantize", help="LMDeploy AWQ W4A16 quantization (CUDA only)")
+    qu.add_argument("model")
+    qu.add_argument("--method", default="w4a16", choices=["w4a16"])
+    qu.add_argument("--name", default=None, help="register the quantized model under this name")
+    qu.add_argument("--calib-samples", type=int, default=None)
+    qu.add_argument("--calib-seqlen", type=int, default=None)
+    qu.set_defaults(func=_handler("camp.serving:cli_quantize"))
+
+    be = sub.add_parser("bench", help="throughput and latency of an endpoint or an in-process model")
+    be.add_argument("target", help="model name/folder (in-process) or endpoint URL http://…/v1[#model]")
+    be.add_argument("--concurrency", default="1,4,16", help="comma-separated levels")
+    be.add_argument("--requests", type=int, default=None, help="requests per level (default: 2 × concurrency, ≥ 4)")
+    be.add_argument("--max-tokens", type=int, default=64)
+    be.add_argument("--api-key", default=None)
+    be.add_argument("--json", action="store_true")
+    be.set_defaults(func=_handler("camp.throughput:cli_bench"))
+
     t = sub.add_parser("tiny", help="build the embedded tiny model (same as `camp download tiny`)")
     t.add_argument("--force", action="store_true")
     t.set_defaults(func=_handler("camp.tiny:cli_tiny"))
