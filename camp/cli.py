@@ -118,9 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     ft.set_defaults(func=_handler("camp.training:cli_finetune"))
 
     ev = sub.add_parser("eval", help="evaluate models with OpenCompass on course or custom datasets")
-    ev.add_argument("models", nargs="+", help="catalogue/registered names, local folders, or endpoint URLs "
+    ev.add_argument("models", nargs="*", help="catalogue/registered names, local folders, or endpoint URLs "
                     "(http://127.0.0.1:PORT/v1[#model-name])")
-    ev.add_argument("-d", "--dataset", action="append", required=True,
+    ev.add_argument("--list-datasets", action="store_true", help="list the course datasets and exit")
+    ev.add_argument("--assistant-name", default=None, help="the name self_cognition_check expects in answers")
+    ev.add_argument("-d", "--dataset", action="append", default=[],
                     help="course set name (see `camp eval --list-datasets`), a .jsonl/.csv file, or an OpenCompass "
                     "dataset name; repeat for several")
     ev.add_argument("--profile", default="auto")
