@@ -141,6 +141,9 @@ class Job:
 
             environ.update(envs.activation(self.env))
         environ.setdefault("PYTHONUNBUFFERED", "1")  # stream progress instead of block-buffering it
+        if environ.get("MPLBACKEND", "").startswith("module://"):
+            # a Jupyter kernel's inline backend leaks through the environment and breaks tools that plot
+            environ["MPLBACKEND"] = "Agg"
         environ.update(self.extra_env)
         return environ
 
