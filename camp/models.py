@@ -694,8 +694,10 @@ def cli_models(args) -> int:
     for m in catalogue():
         state, where = _local_state(m)
         rows.append((m, state, where))
+    reg = registered()
     if getattr(args, "json", False):
         out = [{**m.to_dict(), "local": where, "state": state} for m, state, where in rows]
+        out += [{"name": k, "registered": True, "base": v.get("base"), "local": v.get("path")} for k, v in reg.items()]
         print(json.dumps(out, indent=1, ensure_ascii=False))
         return 0
     head = ("name", "params", "ModelScope id", "chat GB", "LoRA GB", "QLoRA GB", "here")
@@ -709,6 +711,10 @@ def cli_models(args) -> int:
     for r in table:
         print("  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip())
     print(f"\nmemory: GB on one GPU (estimates, see assets/models.json); cache: {config.models_dir()}")
+    if reg:  # fine-tuned / quantized models camp registered by name
+        print("\nregistered:")
+        for k, v in sorted(reg.items()):
+            print(f"  {k:<24} from {v.get('base') or '?':<24} {v.get('path')}")
     return 0
 
 
