@@ -6,7 +6,7 @@ export OMP_NUM_THREADS ?= 1
 # No model hub is needed: the course runs on the embedded tiny model built locally.
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup tool-envs course test lint lab clean
+.PHONY: setup tool-envs sandbox-deps course test lint lab clean
 
 # The core env (notebook kernel + camp) and the tiny model; no-ops when already current.
 setup:
@@ -18,13 +18,19 @@ tool-envs: setup
 	$(CAMP) env create xtuner
 	$(CAMP) env create opencompass
 
+# Model-written code (agents' Python tool) runs inside bubblewrap, a Debian package: installed when missing.
+sandbox-deps:
+	@command -v bwrap >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq bubblewrap; \
+		else echo "camp: install bubblewrap first (sudo apt-get install bubblewrap)" >&2; exit 1; fi; }
+
 course: setup
 	$(CAMP) course --profile cpu-tiny
 
 lint: setup
 	$(VENV)/bin/ruff check .
 
-test: setup tool-envs lint
+test: setup tool-envs sandbox-deps lint
 	$(VENV)/bin/python -m pytest
 
 # Only this machine can reach it (use an ssh tunnel from yours); root (dev containers) needs --allow-root.
