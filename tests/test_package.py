@@ -54,4 +54,5 @@ def test_make_test_installs_from_nothing():
     assert "-m camp env create core" in steps  # the core env, from a bare python
     assert "camp env create xtuner" in steps and "camp env create opencompass" in steps
     assert "camp tiny" in steps
+    assert "apt-get install -y -qq bubblewrap" in steps  # the agents' sandbox
     assert steps.index("env create core") < steps.index("pytest")
