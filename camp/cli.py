@@ -162,6 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--json", action="store_true")
     be.set_defaults(func=_handler("camp.throughput:cli_bench"))
 
+    ag = sub.add_parser("agent", help="a Lagent ReAct agent with tools over an endpoint; prints every step")
+    ag.add_argument("target", help="endpoint URL http://…/v1[#model], or a model name/folder to serve")
+    ag.add_argument("question", nargs="+")
+    ag.add_argument("--tools", default="calculator,search,python", help="comma-separated: calculator,search,python")
+    ag.add_argument("--max-turns", type=int, default=4)
+    ag.add_argument("--api-key", default=None)
+    ag.set_defaults(func=_handler("camp.agents:cli_agent"))
+
     t = sub.add_parser("tiny", help="build the embedded tiny model (same as `camp download tiny`)")
     t.add_argument("--force", action="store_true")
     t.set_defaults(func=_handler("camp.tiny:cli_tiny"))

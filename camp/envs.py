@@ -47,7 +47,7 @@ SPECS: dict[str, EnvSpec] = {
             "core",
             "notebook kernel and the camp library (transformers 5, peft, JupyterLab, papermill, Streamlit)",
             ("torch", "transformers", "peft", "jupyterlab", "papermill", "streamlit", "modelscope", "openai"),
-            "import torch, transformers, peft, papermill, streamlit, ipywidgets, openai, modelscope, camp",
+            "import torch, transformers, peft, papermill, streamlit, ipywidgets, openai, modelscope, lagent, camp",
         ),
         EnvSpec(
             "xtuner",
