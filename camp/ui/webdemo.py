@@ -7,13 +7,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from camp import serving
 from camp.errors import CampError
 
 APP = Path(__file__).with_name("webdemo_app.py")
@@ -22,23 +22,8 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 SSH_HINT = "ssh -CNg -L {port}:127.0.0.1:{port} root@ssh.intern-ai.org.cn -p <your ssh port>"
 
 
-def _port_free(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        # as servers bind: a port whose old connections linger in TIME_WAIT is free, a listening one is not
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def free_port(host: str = "127.0.0.1", start: int = FIRST_PORT, tries: int = 100) -> int:
-    for port in range(start, start + tries):
-        if _port_free(host, port):
-            return port
-    raise CampError(f"no free port in {start}–{start + tries - 1} on {host} — pass --port")
+    return serving.free_port(host, start, tries)
 
 
 class WebDemo:
@@ -112,7 +97,7 @@ def launch(
     folder = _resolve_folder(model)
     if port is None:
         port = free_port(host)
-    elif not _port_free(host, port):
+    elif not serving.port_free(host, port):
         raise CampError(f"port {port} on {host} is in use — pick another with --port, or leave it out")
     camp_root = str(Path(__file__).resolve().parents[2])  # so the app imports this very camp package
     env = {
