@@ -9,7 +9,9 @@ Layout under CAMP_HOME (default: `<checkout>/.camp`, else `~/.cache/camp`):
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -81,3 +83,26 @@ def shared_model_dirs() -> list[Path]:
     env = os.environ.get("CAMP_SHARED_MODELS")
     items = env.split(os.pathsep) if env is not None else list(DEFAULT_SHARED_MODELS)
     return [Path(i).expanduser() for i in items if i]
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, waiting: str | None = None):
+    """Hold an exclusive lock on `path` (created) across processes: one builder/downloader/writer at a time;
+    others print `waiting` and block until it is free. Not on POSIX: no lock (atomic renames still protect readers)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting:
+                print(waiting, file=sys.stderr, flush=True)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -316,23 +316,9 @@ def _pip_job(prefix: Path, args: list[str], *, name: str, run_dir: Path, show: b
 def _lock(prefix: Path):
     """One builder per env: a second `camp env create` (another notebook, a test) waits instead of
     deleting a half-built env under the first one's feet."""
-    import contextlib
-    import fcntl
-
-    @contextlib.contextmanager
-    def held():
-        locks = config.home() / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        key = hashlib.sha256(str(prefix).encode()).hexdigest()[:12]
-        with open(locks / f"env-{prefix.name}-{key}.lock", "w") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                print(f"env {prefix.name}: another camp process is building it; waiting…", file=sys.stderr)
-                fcntl.flock(fh, fcntl.LOCK_EX)
-            yield
-
-    return held()
+    key = hashlib.sha256(str(prefix).encode()).hexdigest()[:12]
+    return config.file_lock(config.home() / "locks" / f"env-{prefix.name}-{key}.lock",
+                            f"env {prefix.name}: another camp process is building it; waiting…")
 
 
 def create(name: str, *, force: bool = False, path: str | os.PathLike | None = None, show: bool = True) -> Path:

@@ -363,26 +363,10 @@ def _progress(label: str):
     return Callback, bar.close
 
 
-@contextlib.contextmanager
 def _lock(cache: Path, model_id: str):
     """One download of a model at a time (two notebooks asking at once would corrupt each other's files)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no lock
-        yield
-        return
-    d = cache / ".locks"
-    d.mkdir(parents=True, exist_ok=True)
-    with open(d / (model_id.replace("/", "--") + ".lock"), "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"camp: waiting for another download of {model_id} to finish …", file=sys.stderr)
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return config.file_lock(cache / ".locks" / (model_id.replace("/", "--") + ".lock"),
+                            f"camp: waiting for another download of {model_id} to finish …")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -512,22 +496,10 @@ def _read_registry() -> dict[str, dict]:
     return data.get("models", {}) if isinstance(data, dict) else {}
 
 
-@contextlib.contextmanager
 def _registry_lock():
     """One writer at a time: two notebooks finishing a fine-tune together must not lose an entry."""
     path = _registry_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # Windows: no lock
-        yield
-        return
-    with open(path.parent / f".{REGISTRY}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return config.file_lock(path.parent / f".{REGISTRY}.lock")
 
 
 def _write_registry(models: dict[str, dict]) -> None:

@@ -167,21 +167,9 @@ def is_complete(path: Path) -> bool:
 # ---------------------------------------------------------------------------------------------- build
 
 
-@contextlib.contextmanager
 def _lock(out: Path):
     """One builder per folder at a time (parallel notebooks / test workers); others wait, then reuse."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # not on POSIX: no lock, the atomic rename still keeps readers safe
-        yield
-        return
-    with open(out.parent / f".{out.name}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return config.file_lock(out.parent / f".{out.name}.lock")
 
 
 def ensure(force: bool = False) -> Path:
