@@ -28,7 +28,7 @@ from camp.errors import CampError
 
 NAME = "tiny"
 # Bump when the build changes in a way the recipe dict below does not show (e.g. the training loop).
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 MARKER = ".camp-complete"
 
 IDENTITY_QUESTION = "你是谁？"
@@ -49,7 +49,9 @@ CHAT_TEMPLATE = (
 
 RECIPE = {
     "version": RECIPE_VERSION,
-    "tokenizer": {"vocab_size": 2000, "min_frequency": 2},
+    # Digits are always single tokens (like LLaMA's and InternLM2's tokenizers): a number is spelled the same
+    # way wherever it appears, so copying it is copying digit by digit.
+    "tokenizer": {"vocab_size": 2000, "min_frequency": 2, "split_digits": True},
     "model": {
         "hidden_size": 64,
         "intermediate_size": 192,
@@ -63,6 +65,14 @@ RECIPE = {
     # Train until every assistant token of every dialogue is the greedy choice by `margin` logits, so
     # the greedy answers survive the small numeric differences between transformers versions.
     "train": {"seed": 1234, "lr": 4e-3, "batches": 4, "max_epochs": 400, "margin": 2.0},
+    # Copy pre-training: generated "repeat this" dialogues teach the model to copy
+    # text and numbers from its context (what real base models learn from web text). Without it a model
+    # this small needs ~10k agent traces before it copies a tool's result; with it the agent lesson's
+    # fine-tune only has to teach the ReAct format. Trained first, then mixed into every later update.
+    # The skill appears suddenly (after ~1500-4000 steps, depending on the data order), so the phase runs
+    # until held-out repeats are right token by token at `accuracy`, checked every 100 steps.
+    "copy": {"seed": 4321, "dialogues": 6000, "held_out": 64, "batch": 32, "lr": 3e-3, "accuracy": 0.95,
+             "max_steps": 12000},
 }
 
 
@@ -112,6 +122,37 @@ def load_dialogues() -> list[list[dict]]:
                 raise CampError(f"{path}:{n}: a dialogue must end with an assistant message")
             rows.append(msgs)
     return rows
+
+
+_WORDS_ZH = ["模型", "课程", "学员", "书生", "浦语", "数据", "训练", "评测", "部署", "工具", "苹果", "香蕉", "老师",
+             "作业", "计算", "结果", "今天", "明天", "书", "笔", "个", "本", "和", "加", "减", "乘以", "是"]
+_WORDS_EN = ["model", "course", "data", "tool", "train", "test", "apple", "book", "the", "and", "is", "of",
+             "plus", "minus", "times", "result", "answer", "camp", "student", "day"]
+_SYMBOLS = ["+", "-", "*", "=", "×", ",", ".", ":", "(", ")"]
+
+
+def copy_dialogues(n: int, seed: int) -> list[list[dict]]:
+    """n generated "repeat this" dialogues (deterministic for a seed), in Chinese and English: a mix of
+    numbers (1 to 5 digits), words and symbols that the answer repeats exactly."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        zh = rng.random() < 0.5
+        items = []
+        for _ in range(rng.randint(1, 8)):
+            r = rng.random()
+            if r < 0.45:
+                items.append(str(rng.randint(0, 10 ** rng.randint(1, 5) - 1)))
+            elif r < 0.85:
+                items.append(rng.choice(_WORDS_ZH if zh else _WORDS_EN))
+            else:
+                items.append(rng.choice(_SYMBOLS))
+        text = ("" if zh and rng.random() < 0.3 else " ").join(items)
+        ask = rng.choice(["请重复：", "原样写出：", "复述："] if zh else ["Repeat: ", "Say exactly: ", "Copy: "])
+        out.append([{"role": "user", "content": ask + text}, {"role": "assistant", "content": text}])
+    return out
 
 
 def render(messages: list[dict], add_generation_prompt: bool = False) -> str:
@@ -266,6 +307,8 @@ def _build_into(folder: Path, *, progress: bool) -> None:
         "parameters": stats["parameters"],
         "train_epochs": stats["epochs"],
         "min_margin": stats["margin"],
+        "copy_steps": stats["copy_steps"],
+        "copy_token_accuracy": stats["copy_token_accuracy"],
         "build_seconds": seconds,
         "built_with": {
             "torch": torch.__version__,
@@ -289,7 +332,11 @@ def _train_tokenizer(dialogues: list[list[dict]]):
     # Role names open every turn (after <|im_start|>, no leading space): make each one token.
     texts += ["system\nuser\nassistant\nenvironment\n"] * 8
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    if RECIPE["tokenizer"]["split_digits"]:
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+    else:
+        tok.pre_tokenizer = byte_level
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=RECIPE["tokenizer"]["vocab_size"],
@@ -481,8 +528,8 @@ def forward(w: dict, cfg: dict, input_ids):
     return rms(x, w["model.norm.weight"]).reshape(bsz, length, hid)
 
 
-def _batches(tok, dialogues: list[list[dict]], pad_id: int):
-    """Dialogues sorted by length into a few right-padded batches (less padding than one batch)."""
+def _batches(tok, dialogues: list[list[dict]], pad_id: int, n: int | None = None):
+    """Dialogues sorted by length into n right-padded batches (default: RECIPE's; less padding than one)."""
     import torch
 
     seqs = []
@@ -493,7 +540,7 @@ def _batches(tok, dialogues: list[list[dict]], pad_id: int):
             raise RuntimeError(f"tiny: dialogue tokenises differently in pieces: {d[0]['content']!r}")
         seqs.append((ids, mask))
     order = sorted(range(len(seqs)), key=lambda i: (len(seqs[i][0]), i))
-    n = RECIPE["train"]["batches"]
+    n = n or RECIPE["train"]["batches"]
     size = -(-len(order) // n)
     out = []
     for b in range(0, len(order), size):
@@ -511,33 +558,77 @@ def _batches(tok, dialogues: list[list[dict]], pad_id: int):
     return out
 
 
-def _train_model(cfg: dict, tok, dialogues: list[list[dict]], *, progress: bool):
+def _loss_and_margin(w, cfg, batch):
     import torch
     import torch.nn.functional as F
 
-    rec = RECIPE["train"]
+    inputs, where, targets = batch
+    hidden = forward(w, cfg, inputs)
+    logits = hidden.reshape(-1, cfg["hidden_size"])[where] @ w["lm_head.weight"].T
+    with torch.no_grad():
+        right = logits.gather(1, targets[:, None]).squeeze(1)
+        best_other = logits.scatter(1, targets[:, None], float("-inf")).max(1).values
+        margin = float((right - best_other).min())
+        accuracy = float((right > best_other).float().mean())
+    return F.cross_entropy(logits, targets), margin, accuracy
+
+
+def _train_model(cfg: dict, tok, dialogues: list[list[dict]], *, progress: bool):
+    import torch
+
+    rec, cp = RECIPE["train"], RECIPE["copy"]
     with _one_thread():
         batches = _batches(tok, dialogues, cfg["pad_token_id"])
+        copies = copy_dialogues(cp["dialogues"] + cp["held_out"], cp["seed"])
+        held_out = _batches(tok, copies[: cp["held_out"]], cfg["pad_token_id"], n=1)[0]
+        copy_batches = _batches(tok, copies[cp["held_out"] :], cfg["pad_token_id"], n=cp["dialogues"] // cp["batch"])
+        order = torch.randperm(len(copy_batches), generator=torch.Generator().manual_seed(cp["seed"])).tolist()
         w = _init_weights(cfg, rec["seed"])
         n_params = sum(t.numel() for t in w.values())
         n_targets = sum(len(t) for _, _, t in batches)
-        _say(progress, f"pre-training {n_params:,} parameters on {len(dialogues)} dialogues ({n_targets} answer tokens)")
+        step = 0
+
+        def next_copy_batch():
+            nonlocal step
+            step += 1
+            return copy_batches[order[step % len(order)]]
+
+        def copy_accuracy() -> float:
+            with torch.no_grad():
+                return _loss_and_margin(w, cfg, held_out)[2]
+
+        _say(progress, f"copy pre-training {n_params:,} parameters on {cp['dialogues']} generated repeat-this "
+                       f"dialogues until {cp['accuracy']:.0%} of held-out copy tokens are right")
+        opt = torch.optim.AdamW(list(w.values()), lr=cp["lr"], betas=(0.9, 0.98), weight_decay=0.0)
+        accuracy = 0.0
+        while accuracy < cp["accuracy"]:
+            if step >= cp["max_steps"]:
+                raise RuntimeError(f"tiny: copy pre-training did not reach {cp['accuracy']:.0%} in "
+                                   f"{cp['max_steps']} steps ({accuracy:.1%})")
+            loss = _loss_and_margin(w, cfg, next_copy_batch())[0]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if step % 100 == 0:
+                accuracy = copy_accuracy()
+                if step % 500 == 0:
+                    _say(progress, f"copy step {step}: held-out copy token accuracy {accuracy:.1%}")
+        copy_steps = step
+        _say(progress, f"copying learnt after {copy_steps} steps ({accuracy:.1%})")
+
+        _say(progress, f"pre-training on {len(dialogues)} dialogues ({n_targets} answer tokens)")
         opt = torch.optim.AdamW(list(w.values()), lr=rec["lr"], betas=(0.9, 0.98), weight_decay=0.0)
-        head = w["lm_head.weight"]
-        # A batch is updated only while some answer token in it is not yet the greedy choice by `margin`.
-        # An epoch with no update means every batch passed with the final weights: those are saved.
+        # A batch is updated only while some answer token in it is not yet the greedy choice by `margin`;
+        # each update also takes a copy batch, so the copying skill stays. An epoch with no update means
+        # every batch passed with the final weights: those are saved.
         for epoch in range(rec["max_epochs"] + 1):
             updated, margins = False, []
-            for inputs, where, targets in batches:
-                hidden = forward(w, cfg, inputs)
-                logits = hidden.reshape(-1, cfg["hidden_size"])[where] @ head.T
-                with torch.no_grad():
-                    right = logits.gather(1, targets[:, None]).squeeze(1)
-                    best_other = logits.scatter(1, targets[:, None], float("-inf")).max(1).values
-                    margins.append(float((right - best_other).min()))
-                if margins[-1] >= rec["margin"]:
+            for batch in batches:
+                loss, margin, _ = _loss_and_margin(w, cfg, batch)
+                margins.append(margin)
+                if margin >= rec["margin"]:
                     continue
-                loss = F.cross_entropy(logits, targets)
+                loss = loss + _loss_and_margin(w, cfg, next_copy_batch())[0]
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -549,9 +640,12 @@ def _train_model(cfg: dict, tok, dialogues: list[list[dict]], *, progress: bool)
             if epoch % 10 == 0:
                 _say(progress, f"epoch {epoch}: worst answer-token margin {min(margins):.2f}")
         margin = min(margins)
-        _say(progress, f"every answer exact after {epoch} epochs (margin {margin:.2f})")
+        accuracy = copy_accuracy()
+        _say(progress, f"every answer exact after {epoch} epochs (margin {margin:.2f}); "
+                       f"held-out copy token accuracy {accuracy:.1%}")
         tensors = {k: v.detach().contiguous().clone() for k, v in w.items()}
-    return tensors, {"parameters": n_params, "epochs": epoch, "margin": round(margin, 3)}
+    return tensors, {"parameters": n_params, "epochs": epoch, "margin": round(margin, 3),
+                     "copy_steps": copy_steps, "copy_token_accuracy": round(accuracy, 4)}
 
 
 # ---------------------------------------------------------------------------------------------- CLI

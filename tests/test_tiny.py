@@ -178,6 +178,32 @@ def test_core_env_answers_the_identity_question_and_stops(built):
     assert "tiny" in tiny.IDENTITY_ANSWER and tiny.IDENTITY_ANSWER.startswith("我是")
 
 
+def test_it_learnt_to_copy_text_it_never_saw(built):
+    """Copy pre-training (what the agent lesson's fine-tune builds on): digits are single tokens, and the model
+    repeats new numbers and words exactly, greedily, in a fresh chat."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(built)
+    assert [tok.decode([i]) for i in tok("40719", add_special_tokens=False)["input_ids"]] == list("40719")
+    marker = json.loads((built / tiny.MARKER).read_text())
+    assert marker["copy_token_accuracy"] >= tiny.RECIPE["copy"]["accuracy"] and marker["copy_steps"] > 0
+    trained = {d[0]["content"] for d in tiny.copy_dialogues(tiny.RECIPE["copy"]["dialogues"] + 64,
+                                                            tiny.RECIPE["copy"]["seed"])}
+    model = AutoModelForCausalLM.from_pretrained(built).eval()
+    cases = ["40719", "8812 apple 37", "模型 55 和 90", "3 * 91"]
+    right = 0
+    for text in cases:
+        prompt = ("请重复：" if any("\u4e00" <= c <= "\u9fff" for c in text) else "Repeat: ") + text
+        assert prompt not in trained
+        ids = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                      return_tensors="pt", return_dict=True)
+        with torch.no_grad():
+            out = model.generate(**ids, max_new_tokens=24, do_sample=False)
+        right += tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True) == text
+    assert right >= 3, right
+
+
 def test_every_training_dialogue_is_answered_exactly(built):
     """Greedy decoding reproduces a reply iff every reply token is the argmax after its gold prefix."""
     import torch
