@@ -431,6 +431,25 @@ def _offline_message(model: Model, cache: Path, reasons: list[str]) -> str:
     )
 
 
+def local_folder(name_or_id: str) -> Path | None:
+    """The model's folder when it is already on this machine (registered, a finished tiny build, a shared or
+    cached copy), else None — never downloads or builds anything."""
+    try:
+        model = _lookup(name_or_id)
+    except CampError:
+        return None
+    if "registered" in model.source:
+        entry = _registered_entry(model.name)
+        return Path(entry["path"]) if entry and Path(entry["path"]).is_dir() else None
+    if model.name == "tiny" and not model.ids:
+        import importlib
+
+        tiny = importlib.import_module("camp.tiny")
+        return tiny.default_dir() if tiny.is_complete(tiny.default_dir()) else None
+    hit = find_local(model)
+    return hit[0] if hit else None
+
+
 def download(name_or_id: str, *, revision: str | None = None, cache_dir: str | os.PathLike | None = None,
              progress: bool = True) -> Path:
     """A local folder holding the model: tiny → built; shared folder or cache → instant; else ModelScope,

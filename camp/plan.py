@@ -389,14 +389,49 @@ def _read_records(dataset) -> tuple[list, str]:
     raise CampError(f"dataset must be a file path or a list of records, not {type(dataset).__name__}")
 
 
-def max_length_for(dataset, context: int) -> tuple[int, str]:
-    """(max_length, note): the longest example's approximate tokens × 1.1, rounded up to 64, capped at context."""
+def _tokenizer_counter(folder):
+    """A record → token count function using the model folder's tokenizer.json, or None (no folder/file)."""
+    if folder is None or not (Path(folder) / "tokenizer.json").is_file():
+        return None
+    try:
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(Path(folder) / "tokenizer.json"))
+    except Exception:  # noqa: BLE001 — an unreadable tokenizer falls back to the estimate
+        return None
+
+    def count(record) -> int:
+        texts: list[str] = []
+        turns = _texts(record, texts)
+        ids = tok.encode_batch(texts, add_special_tokens=False) if texts else []
+        return sum(len(e.ids) for e in ids) + TEMPLATE_TOKENS_PER_TURN * max(1, turns)
+
+    return count
+
+
+def _local_folder(model) -> Path | None:
+    """The model's folder if it is on this machine already (its tokenizer then counts the tokens)."""
+    if not isinstance(model, (str, os.PathLike)):
+        return None
+    if Path(model).expanduser().is_dir():
+        return Path(model).expanduser()
+    from camp import models
+
+    return models.local_folder(str(model))
+
+
+def max_length_for(dataset, context: int, tokenizer_dir=None) -> tuple[int, str]:
+    """(max_length, note): the longest example's tokens × 1.1, rounded up to 64, capped at context. Tokens are
+    counted with the model's own tokenizer when `tokenizer_dir` has one (a byte-level tokenizer spends several
+    tokens per Chinese character), else estimated from characters (before a hub model is downloaded)."""
     records, label = _read_records(dataset)
     if not records:
         raise CampError(f"{label} holds no records — build a dataset first (camp data self-cognition …)")
-    longest = max(approx_tokens(r) for r in records)
+    count = _tokenizer_counter(tokenizer_dir)
+    longest = max((count or approx_tokens)(r) for r in records)
     length = max(64, math.ceil(longest * TOKEN_SAFETY / 64) * 64)
-    note = f"max_length {min(length, context)} from the longest of {len(records)} examples (~{longest} tokens)"
+    how = "tokens by the model's tokenizer" if count else "tokens, estimated"
+    note = f"max_length {min(length, context)} from the longest of {len(records)} examples ({longest} {how})"
     if length > context:
         note += f"; capped at the model's context {context}"
     return min(length, context), note
@@ -849,7 +884,7 @@ def plan(model="auto", dataset=None, profile=None, *, method: str = "auto", max_
     length_given = max_length is not None
     if max_length is None:
         if dataset is not None:
-            max_length, note = max_length_for(dataset, context)
+            max_length, note = max_length_for(dataset, context, tokenizer_dir=_local_folder(model))
             notes.append(note)
         else:
             max_length = min(DEFAULT_MAX_LENGTH[hw.device], context)
@@ -858,6 +893,11 @@ def plan(model="auto", dataset=None, profile=None, *, method: str = "auto", max_
     elif max_length > context:
         notes.append(f"max_length {max_length} is longer than the model's context {context}: capped")
         max_length = context
+    if length_given and dataset is not None:
+        needed, _ = max_length_for(dataset, context, tokenizer_dir=_local_folder(model))
+        if needed > max_length:
+            notes.append(f"some examples are longer than max_length {max_length} (they need ~{needed}): XTuner "
+                         "cuts them, so their ends are never trained — raise max_length or leave it to the plan")
 
     attention = "sdpa" if arch.layout == "llama" else "eager"
     if arch.params > 1.01 * arch.llm_params:
@@ -921,7 +961,9 @@ def _finish(p: Plan, notes: list[str], refusal: str | None = None) -> None:
             extra.append("DeepSpeed must be installed in the xtuner environment (xtuner train --deepspeed "
                          f"deepspeed_{p.deepspeed})")
     else:
-        extra.append("CPU settings: LoRA in float32, no gradient checkpointing, no AMP (XTuner runs this way on CPU)")
+        what = "full fine-tuning" if p.method == "full" else "LoRA"
+        extra.append(f"CPU settings: {what} in float32, no gradient checkpointing, no AMP (XTuner runs this way "
+                     "on CPU)")
         if p.params > 1e8:
             extra.append(f"{p.params / 1e9:.1f} B parameters on a CPU train very slowly: the course uses the tiny "
                          "model here")

@@ -332,6 +332,27 @@ def test_dataset_sets_max_length_from_its_longest_example(tmp_path):
         plan("tiny", tmp_path / "missing.jsonl", profile="cpu-tiny")
 
 
+def test_max_length_counts_with_the_model_folders_tokenizer():
+    """The tiny tokenizer splits English and JSON finely: for an agent trace the character estimate picks a
+    max_length that would cut the trace's second turn off. A plan for a local folder counts with its own
+    tokenizer, so the longest example really fits."""
+    from tokenizers import Tokenizer
+
+    from camp import agent_data, models
+
+    folder = models.resolve("tiny")
+    record = agent_data.for_training(agent_data.react_traces(1, lang="en", short_system=True))[0]
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    real = sum(len(tok.encode(m["content"], add_special_tokens=False).ids) for m in record["messages"])
+    for model in (folder, "tiny"):  # a folder, or a catalogue name already on this machine
+        p = plan(model, [record], profile="cpu-tiny")
+        assert p.max_length >= real and any("by the model's tokenizer" in n for n in p.notes)
+    short = plan("tiny", [record], profile="cpu-tiny", max_length=128)
+    assert any("longer than max_length 128" in n for n in short.notes)
+    estimated, note = max_length_for([record], 4096)
+    assert estimated < real and "estimated" in note  # what the characters alone would have picked
+
+
 def test_model_from_a_folder_a_model_object_or_a_bad_name(tmp_path):
     folder = tmp_path / "my-internlm2"
     folder.mkdir()
