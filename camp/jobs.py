@@ -198,6 +198,7 @@ class Job:
                 self._handle(raw.decode("utf-8", "replace"))
         if buf:
             self._handle(buf.decode("utf-8", "replace"))
+        stream.close()  # else a ResourceWarning per job shows up in notebooks
         self._proc.wait()
         self._finish()
 
