@@ -389,7 +389,44 @@ def default_tools() -> list:
     return [calculator(), course_search(), python()]
 
 
+def call(tool, **kwargs) -> str:
+    """Run one tool by hand, as the agent would for `Action Input: {kwargs as JSON}`: the result text, or
+    "error: …" saying why it failed."""
+    L = _lagent()
+    ret = tool(json.dumps(kwargs, ensure_ascii=False))
+    if ret.state == L["ActionStatusCode"].SUCCESS:
+        return ret.format_result()
+    return f"error: {ret.errmsg}"
+
+
 # ---------------------------------------------------------------------------------------------- agent
+PROMPTS = ("lagent", "short")
+
+
+def _protocol(L, *, prompt: str, response_role: str, preamble: str | None):
+    """Lagent's ReActProtocol with two choices camp's agent fine-tuning needs (see camp.agent_data):
+    prompt "short" sends agent_data.SHORT_PROTOCOL's system message instead of Lagent's ~500-token one, and
+    the tool's `Response:` goes back as a `response_role` message — "user" by default, because Lagent's
+    mid-conversation system message has no place in chat fine-tuning data (XTuner renders it with an extra
+    empty user turn), so a model trained on camp's traces would see a layout it never learnt."""
+    from camp import agent_data
+
+    class CampProtocol(L["ReActProtocol"]):
+        def format(self, chat_history, inner_step, action_executor, force_stop=False):
+            msgs = super().format(chat_history, inner_step, action_executor, force_stop)
+            if prompt == "short":
+                msgs[0] = dict(role="system", content=agent_data.lagent_system_prompt(
+                    action_executor.get_actions_info(), short=True))
+            if preamble:
+                msgs[0] = dict(msgs[0], content=preamble.strip() + "\n" + msgs[0]["content"])
+            return msgs
+
+        def format_response(self, action_return):
+            return dict(super().format_response(action_return), role=response_role)
+
+    return CampProtocol()
+
+
 def _endpoint(target, api_key):
     from camp import serving
 
@@ -413,8 +450,13 @@ class Agent:
     `widget()` shows them in JupyterLab. `react` is the underlying lagent ReAct object."""
 
     def __init__(self, endpoint, tools: list, *, max_turns: int = 4, system: str | None = None,
-                 **gen):
+                 prompt: str = "lagent", response_role: str = "user", **gen):
         L = _lagent()
+        if prompt not in PROMPTS:
+            raise CampError(f"prompt must be one of {PROMPTS} ('short' for small fine-tuned models), not {prompt!r}")
+        if response_role not in ("user", "system"):
+            raise CampError(f"response_role must be 'user' or 'system' (Lagent's own), not {response_role!r}")
+        self.prompt, self.response_role = prompt, response_role
         self.endpoint = endpoint
         self.max_turns = max_turns
         self.tools = list(tools)
@@ -472,9 +514,7 @@ class Agent:
         self.llm = CampGPTAPI(model_type="gpt-camp", key=endpoint.api_key or "EMPTY",
                               openai_api_base=endpoint.base_url + "/chat/completions", query_per_second=1000,
                               retry=1, **{"temperature": 0.0, "top_p": 1.0, "max_new_tokens": 512, **gen})
-        protocol = L["ReActProtocol"]()
-        if system:
-            protocol.call_protocol = system.strip() + "\n" + protocol.call_protocol
+        protocol = _protocol(L, prompt=prompt, response_role=response_role, preamble=system)
         self.protocol = protocol
         self.executor = CampExecutor(actions=self.tools)
         self.react = L["ReAct"](llm=self.llm, action_executor=self.executor, protocol=protocol,
@@ -559,14 +599,18 @@ class Agent:
 
 
 def agent(target, tools=None, *, max_turns: int = 4, system: str | None = None, api_key: str | None = None,
-          **gen) -> Agent:
+          prompt: str = "lagent", response_role: str = "user", **gen) -> Agent:
     """A Lagent ReAct agent. `target`: a camp Endpoint, an endpoint URL ('http://host:port/v1#model'), or
     anything camp.serve accepts (served first). `tools`: Lagent actions (default: calculator, course search,
-    sandboxed python). `gen`: generation settings (temperature 0 by default, max_new_tokens 512)."""
+    sandboxed python). `system`: text put before the ReAct instructions. `prompt`: "lagent" (Lagent's own
+    ReAct instructions) or "short" (the short ones camp.agent_data trains small models on). `response_role`:
+    the role of the tool's `Response:` message ("user", or Lagent's "system"). `gen`: generation settings
+    (temperature 0 by default, max_new_tokens 512)."""
     ep = _endpoint(target, api_key)
     if api_key and not ep.api_key:
         ep.api_key = api_key
-    return Agent(ep, default_tools() if tools is None else tools, max_turns=max_turns, system=system, **gen)
+    return Agent(ep, default_tools() if tools is None else tools, max_turns=max_turns, system=system,
+                 prompt=prompt, response_role=response_role, **gen)
 
 
 # ---------------------------------------------------------------------------------------------- terminal
@@ -602,6 +646,6 @@ def cli_agent(args) -> int:
         raise CampError(f"unknown tool(s) {unknown} — choose from {', '.join(makers)}")
     question = " ".join(args.question) if isinstance(args.question, list) else args.question
     ag = agent(args.target, [makers[n]() for n in names], max_turns=getattr(args, "max_turns", None) or 4,
-               api_key=getattr(args, "api_key", None))
+               api_key=getattr(args, "api_key", None), prompt=getattr(args, "prompt", None) or "lagent")
     print_steps(ag.run_stream(question))
     return 0

@@ -168,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     ag.add_argument("--tools", default="calculator,search,python", help="comma-separated: calculator,search,python")
     ag.add_argument("--max-turns", type=int, default=4)
     ag.add_argument("--api-key", default=None)
+    ag.add_argument("--prompt", choices=["lagent", "short"], default="lagent",
+                    help="ReAct instructions: Lagent's own, or the short ones camp trains small agents on")
     ag.set_defaults(func=_handler("camp.agents:cli_agent"))
 
     t = sub.add_parser("tiny", help="build the embedded tiny model (same as `camp download tiny`)")

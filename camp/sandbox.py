@@ -440,8 +440,12 @@ def _explain(
         match = _PATH_IN_MSG.search(message)
         path = match.group(1) if match else None
         if path and not _under(path, SANDBOX_DIR):
-            if "Read-only file system" in message or exc_type == "PermissionError":
+            if "Read-only file system" in message:
                 return f"cannot write {path}: outside the sandbox (only {SANDBOX_DIR} and /tmp are writable)"
+            if exc_type == "PermissionError":
+                # reading /etc/shadow and writing / both end here: the code runs as an unprivileged user
+                return (f"permission denied for {path}: outside the sandbox (it runs as an unprivileged user "
+                        f"and may write only in {SANDBOX_DIR} and /tmp)")
             return f"cannot read {path}: outside the sandbox (the code sees only {SANDBOX_DIR}, a private /tmp and system files)"
     return None
 

@@ -94,6 +94,29 @@ def test_tool_call_observation_then_answer(scripted):
     assert "Action: Calculator" in out.getvalue() and "Final Answer: 3372" in out.getvalue()
 
 
+def test_layout_matches_the_agent_training_traces(scripted):
+    """What the agent sends is what camp.agent_data trains on: with prompt="short" the first request is exactly
+    [system: the short protocol, user: question], and the tool's Response comes back as a user message — the
+    whole second request equals a training trace minus its last reply."""
+    from camp import agent_data as D
+
+    trace = D.react_traces(1, short_system=True)[0]
+    first, second = trace["messages"][2]["content"], trace["messages"][4]["content"]
+    srv = scripted([first, second])
+    reply = agents.agent(srv.endpoint, [agents.calculator()], prompt="short").chat(trace["meta"]["question"])
+    assert reply.answer == trace["meta"]["result"]
+    sent = [{k: m[k] for k in ("role", "content")} for m in srv.requests[1]["messages"]]
+    assert sent == trace["messages"][:4]
+    # Lagent's own layout is still there when asked for
+    srv2 = scripted([first, second])
+    agents.agent(srv2.endpoint, [agents.calculator()], response_role="system").chat(trace["meta"]["question"])
+    msgs = srv2.requests[1]["messages"]
+    assert msgs[0]["content"] == D.lagent_system_prompt()  # Lagent's full protocol by default
+    assert msgs[3]["role"] == "system" and msgs[3]["content"].startswith("Response:")
+    with pytest.raises(CampError, match="prompt must be"):
+        agents.agent(srv.endpoint, [agents.calculator()], prompt="tiny")
+
+
 def test_malformed_action_input_gives_clear_error_and_continues(scripted):
     @agents.tool
     def add(a: int, b: int) -> int:
