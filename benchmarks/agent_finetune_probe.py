@@ -1,18 +1,19 @@
 """Probe: can the tiny model learn to call the calculator the ReAct way? Fine-tune, then greedy-test held-out questions.
 
-    python benchmarks/agent_finetune_probe.py [--n 8000] [--iters 4500] [--lr 1e-3] [--method full|lora|auto]
-                                              [--full-prompt] [--lang zh|en|both] [--heldout 20] [--model tiny]
+    python benchmarks/agent_finetune_probe.py [--n 4000] [--iters 1200] [--lr 3e-3] [--method full|lora|auto]
+                                              [--full-prompt] [--lang zh|en|both] [--heldout 40] [--model tiny]
 
-Defaults: the settings that taught the tiny model to copy the digits (full fine-tuning, lr 1e-3, 18 000 examples
-seen). Measured (2 cores, OMP_NUM_THREADS=1): the format (Thought/Action/Action Input/Final Answer) is right
-after 300 iterations, but the digits are not copied (0-5 % of held-out calls) until the model forms a copying
-("induction") mechanism, which happened between 8 000 and 10 000 examples seen, in a plain torch loop at batch 8:
-12 % of held-out traces exact at step 1000, 55 % at 1250, 90 % at 2250 (lr 1e-3); LoRA (r 64, lr 1e-2, 4 000
-examples) and full lr 1e-2 stayed at 0 %.
+Defaults: notebook 05's settings on cpu-tiny (camp.agent_data.LESSON["cpu"]). Measured (2 cores,
+OMP_NUM_THREADS=1) on the tiny model of camp.tiny RECIPE_VERSION 2 (copy pre-training): call 100 %, answer 100 %,
+e2e 100 % of 40 held-out questions, training 96 s (+ convert/merge ~20 s). For comparison:
+  - tiny without copy pre-training (RECIPE_VERSION 1): 0-5 % e2e at these settings; the digits were copied only
+    after ~18 000 traces seen (full fine-tuning, lr 1e-3, 4500 iterations × batch 4: 95 % e2e, 434 s);
+  - copy pre-training, 400 iterations at lr 1e-3: 0 % e2e (format right, operands and operators wrong);
+    800 at lr 3e-3: 70 %; 1200 at lr 3e-3: 80 % (20 questions) on an earlier build, 100 % (40) on the final one.
 
-Trains with camp.finetune on camp.agent_data.react_traces(n) (the Response sent as a user message), then asks the
-merged model, with no agent and no server (transformers, greedy, the tokenizer's chat template — what
-`transformers serve` does), for each held-out question:
+Trains with camp.finetune on camp.agent_data.react_traces(n) (the Response sent as a user message, as camp.agent
+sends it), then asks the merged model, with no agent and no server (transformers, greedy, the tokenizer's chat
+template — what `transformers serve` does), for each held-out question:
   call     turn 1: does the reply parse (as Lagent parses it) to Action Calculator with the question's expression?
   answer   turn 2 given the expected turn 1 and the tool's Response: is the result in the Final Answer?
   answer(system)  the same with the Response sent as a system message (Lagent's unmodified layout)
@@ -84,32 +85,21 @@ def evaluate(model_dir, test, *, show: int = 3) -> dict:
     return {k: v / len(test) for k, v in n.items()}
 
 
-def trace_length(model, records) -> int:
-    """The longest trace in tokens of the model's own tokenizer + 10%, rounded up to 64 (camp.plan's estimate
-    undercounts byte-level tokens of Chinese text: 256 for ~300-token traces, which cut the second turn off)."""
-    from transformers import AutoTokenizer
-
-    from camp import models
-
-    tok = AutoTokenizer.from_pretrained(str(models.resolve(model)))
-    longest = max(len(tok.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"])
-                  for r in records)
-    return -(-int(longest * 1.1) // 64) * 64
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="tiny")
-    ap.add_argument("--n", type=int, default=8000, help="training traces")
-    ap.add_argument("--iters", type=int, default=4500)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--method", default="full")
+    from camp.agent_data import LESSON
+
+    ap.add_argument("--n", type=int, default=LESSON["cpu"]["traces"], help="training traces")
+    ap.add_argument("--iters", type=int, default=LESSON["cpu"]["max_iters"])
+    ap.add_argument("--lr", type=float, default=LESSON["cpu"]["lr"])
+    ap.add_argument("--method", default=LESSON["cpu"]["method"])
     ap.add_argument("--full-prompt", dest="short", action="store_false",
                     help="Lagent's own system prompt (~500 tokens) instead of the short one (~160)")
     ap.add_argument("--lang", default="both")
-    ap.add_argument("--heldout", type=int, default=20)
+    ap.add_argument("--heldout", type=int, default=40)
     ap.add_argument("--max-length", type=int, default=None,
-                    help="default: the longest trace + 10%% measured with the model's tokenizer")
+                    help="default: camp's plan (the longest trace + 10%%, counted with the model's tokenizer)")
     ap.add_argument("--eval-only", default=None, help="a model folder: skip training")
     ap.add_argument("--keep", action="store_true", help="keep the run folder and the registered model")
     args = ap.parse_args(argv)
@@ -123,11 +113,10 @@ def main(argv=None) -> int:
         model_dir, t_train = Path(args.eval_only), 0.0
     else:
         train = D.for_training(D.react_traces(args.n, lang=args.lang, short_system=args.short))
-        max_length = args.max_length or trace_length(args.model, train)
         run_dir = Path(tempfile.mkdtemp(prefix="camp-agent-probe-")) / "run"
         t = time.perf_counter()
         r = training.finetune(args.model, train, run_dir=run_dir, max_iters=args.iters, lr=args.lr,
-                              method=args.method, max_length=max_length, show=False, name=name,
+                              method=args.method, max_length=args.max_length, show=False, name=name,
                               evaluation_inputs=[test[0]["meta"]["question"]])
         t_train = time.perf_counter() - t
         model_dir = r.merged_dir

@@ -36,6 +36,7 @@ _LAZY = {
     "serving": "camp.serving:",
     "agents": "camp.agents:",
     "sandbox": "camp.sandbox:",
+    "agent_data": "camp.agent_data:",
     "jobs": "camp.jobs:",
     "hardware": "camp.hardware:",
     "tiny": "camp.tiny:",
