@@ -38,7 +38,8 @@ def test_fine_tuned_tiny_agent_solves_heldout_questions_with_the_calculator(tiny
     ag = agents.agent(tiny_agent_endpoint, [agents.calculator()], prompt="short", max_turns=3,
                       max_new_tokens=96)
     questions = agent_data.heldout(HELDOUT, lang="both", short_system=True)
-    train_questions = {r["meta"]["question"] for r in agent_data.react_traces(4000, lang="both")}
+    n = agent_data.lesson_settings("cpu-tiny")["traces"]
+    train_questions = {r["meta"]["question"] for r in agent_data.react_traces(n, lang="both")}
     assert not train_questions & {q["meta"]["question"] for q in questions}  # really never trained on
     table = agent_data.solve(ag, questions)
     print(table.to_string())

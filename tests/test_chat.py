@@ -148,8 +148,17 @@ def test_tiny_streams_its_identity_answer(session, tiny, monkeypatch):
     import camp.conversation
 
     # tiny makes a token in ~1 ms; ids that come faster than the hand-over interval are batched: hand every
-    # token over on its own here, as happens with a real model
+    # token over on its own here, and pace them like a real model (10 ms a token), else on a busy machine the
+    # consumer may first wake when the whole answer is already queued (and rightly takes it in one piece)
     monkeypatch.setattr(camp.conversation, "HANDOVER_EVERY", 0)
+    streamer = camp.conversation._streamer_class()
+    put = streamer.put
+
+    def paced_put(self, value):
+        put(self, value)
+        time.sleep(0.01)
+
+    monkeypatch.setattr(streamer, "put", paced_put)
     pieces = list(session.stream(tiny.IDENTITY_QUESTION))
     assert len(pieces) >= 3
     answer = "".join(pieces)

@@ -191,17 +191,33 @@ def test_it_learnt_to_copy_text_it_never_saw(built):
     trained = {d[0]["content"] for d in tiny.copy_dialogues(tiny.RECIPE["copy"]["dialogues"] + 64,
                                                             tiny.RECIPE["copy"]["seed"])}
     model = AutoModelForCausalLM.from_pretrained(built).eval()
-    cases = ["40719", "8812 apple 37", "模型 55 和 90", "3 * 91"]
+    cases = [("Repeat: 40719", "40719"), ("Repeat: 8812 apple 37", "8812 apple 37"),
+             ("请重复：模型 55 和 90", "模型 55 和 90"), ("Repeat: 3 * 91", "3 * 91"),
+             ("苹果 61 个 和 香蕉 7 个\n这里面的数字依次是？", "61 7"),
+             ("the book 307 is of 45 day\nWhich numbers are in this, in order?", "307 45")]
     right = 0
-    for text in cases:
-        prompt = ("请重复：" if any("\u4e00" <= c <= "\u9fff" for c in text) else "Repeat: ") + text
+    for prompt, expected in cases:
         assert prompt not in trained
         ids = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
                                       return_tensors="pt", return_dict=True)
         with torch.no_grad():
             out = model.generate(**ids, max_new_tokens=24, do_sample=False)
-        right += tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True) == text
-    assert right >= 3, right
+        right += tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True) == expected
+    assert right >= 5, right
+
+
+def test_copy_pretraining_starts_again_from_another_initialisation_then_gives_up(monkeypatch, tmp_path):
+    """An initialisation that stays on the plateau is replaced by the next seed; after `attempts` the build
+    fails loudly and leaves no folder behind (accuracy 101 % cannot be reached)."""
+    monkeypatch.setitem(tiny.RECIPE, "copy", dict(tiny.RECIPE["copy"], accuracy=1.01, attempt_steps=100,
+                                                  attempts=2))
+    seeds = []
+    init = tiny._init_weights
+    monkeypatch.setattr(tiny, "_init_weights", lambda cfg, seed: seeds.append(seed) or init(cfg, seed))
+    with pytest.raises(RuntimeError, match="2 attempts of 100 steps"):
+        tiny.build(tmp_path / "tiny", progress=False)
+    assert seeds == [tiny.RECIPE["train"]["seed"], tiny.RECIPE["train"]["seed"] + 1]
+    assert not (tmp_path / "tiny").exists() and not list(tmp_path.glob(".tiny.tmp-*"))
 
 
 def test_every_training_dialogue_is_answered_exactly(built):
