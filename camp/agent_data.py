@@ -22,8 +22,9 @@ The tool's Response: Lagent's `ReActProtocol.format_response` sends it as a **sy
 the conversation. camp's data formats (and XTuner's conversation format, which renders a mid-conversation system
 prompt as a system block followed by an empty user turn) have no such message, so the default here is
 `response_role="user"`, and camp.agent sends the Response as a user message too (its default), so serving
-matches training; `camp.agent(..., prompt="short")` sends SHORT_PROTOCOL's system message. `response_role="system"` gives Lagent's
-own layout, for comparison and for evaluating an agent that keeps it; camp.finetune cannot train those records.
+matches training; `camp.agent(..., prompt="short")` sends SHORT_PROTOCOL's system message.
+`response_role="system"` gives Lagent's own layout, for comparison and for evaluating an agent that keeps it;
+camp.finetune cannot train those records.
 
 Held-out questions: a triple (a, op, b) belongs to the held-out split by a fixed hash of its own, whatever
 the seed or n, so no held-out question (in either language, with any template) is ever in a training split.
@@ -270,8 +271,12 @@ def check_call(reply: str, record: dict) -> bool:
 def check_answer(reply: str, record: dict) -> bool:
     """Whether a second-turn reply is a Final Answer that holds the tool's result."""
     _, action, answer = parse_reply(reply)
-    return action == "FinishAction" and re.search(rf"(?<![\d.]){re.escape(record['meta']['result'])}(?![\d.])",
-                                                  answer) is not None
+    return action == "FinishAction" and _holds(answer, record["meta"]["result"])
+
+
+def _holds(text: str, number: str) -> bool:
+    """Whether `number` stands in `text` as a whole number (not inside a longer one)."""
+    return re.search(rf"(?<![\d.]){re.escape(number)}(?![\d.])", text) is not None
 
 
 # ---------------------------------------------------------------------------------------- the lesson
@@ -308,7 +313,7 @@ def solve(agent, records: list[dict]):
         results = [s.text.strip() for s in reply.steps if s.kind == "observation" and s.tool == meta["tool"]]
         expr = expression_of(calls[0].text) if calls else None
         ran_right = expr == meta["expression"].replace(" ", "") and meta["result"] in results
-        in_answer = re.search(rf"(?<![\d.]){re.escape(meta['result'])}(?![\d.])", reply.answer) is not None
+        in_answer = _holds(reply.answer, meta["result"])
         rows.append({"question": meta["question"], "expected": meta["result"],
                      "tool_input": calls[0].text if calls else "", "tool_result": results[0] if results else "",
                      "answer": reply.answer, "tool_called": bool(calls), "correct": ran_right and in_answer})
