@@ -51,8 +51,8 @@ def evaluate(model_dir, test, *, show: int = 3) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from camp import agent_data as D
-    from camp.agents import format_number, safe_eval
+    from camp.agents import traces as D
+    from camp.agents.react import format_number, safe_eval
 
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(str(model_dir))
@@ -88,7 +88,7 @@ def evaluate(model_dir, test, *, show: int = 3) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="tiny")
-    from camp.agent_data import LESSON
+    from camp.agents.traces import LESSON
 
     ap.add_argument("--n", type=int, default=LESSON["cpu"]["traces"], help="training traces")
     ap.add_argument("--iters", type=int, default=LESSON["cpu"]["max_iters"])
@@ -104,8 +104,9 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the run folder and the registered model")
     args = ap.parse_args(argv)
 
-    from camp import agent_data as D
-    from camp import models, training
+    from camp.agents import traces as D
+    from camp import models
+    from camp import training
 
     name = f"agent-probe-{os.getpid()}"
     test = D.heldout(args.heldout, lang=args.lang, short_system=args.short)

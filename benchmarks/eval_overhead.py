@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import camp
-    from camp import envs
+    from camp.runtime import envs
     from camp import evaluation as ev
 
     python = str(envs.python("opencompass"))

@@ -35,7 +35,11 @@ def main(argv=None) -> int:
     ap.add_argument("--quiet", action="store_true", help="camp side without its live view")
     args = ap.parse_args(argv)
 
-    from camp import data, envs, models, training, xtuner_compat
+    from camp import data
+    from camp.runtime import envs
+    from camp import models
+    from camp import training
+    from camp.training import xtuner_compat
 
     records = data.self_cognition("小测", "测试员")
     tmp = Path(tempfile.mkdtemp(prefix="camp-ft-bench-"))

@@ -89,7 +89,7 @@ def gpu_run(args, prof) -> int:
     _side(session, PROMPTS, args.tokens, warmup=True)
     local = [_side(session, PROMPTS, args.tokens) for _ in range(args.rounds)]
     del session
-    conversation._loaded.clear()
+    conversation.local._loaded.clear()
     gc.collect()
     import torch
 

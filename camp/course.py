@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from camp import config
-from camp.errors import CampError
+from camp.runtime import config
+from camp.runtime.errors import CampError
 
 
 def report(key: str, value) -> None:
@@ -49,7 +49,7 @@ def run(selection: list[str] | None = None, *, profile: str = "auto", out: str |
     """Execute notebooks in order into a run folder; returns one row per notebook."""
     import papermill as pm
 
-    from camp.jobs import new_run_dir
+    from camp.runtime.jobs import new_run_dir
 
     # `!camp …` and `!pip …` in a lesson must mean the kernel's own env, even when it is not activated
     bindir = str(Path(sys.executable).parent)

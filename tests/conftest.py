@@ -26,7 +26,7 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 def tool_env_python(name: str) -> Path:
     """That tool env's python; creates the env first if it is missing or stale (minutes; `make test` pre-builds)."""
-    from camp import envs
+    from camp.runtime import envs
 
     envs.create(name, show=False)
     return envs.python(name)

@@ -94,7 +94,7 @@ class AgentWidget:
     def ask(self, question: str | None = None, *, wait: bool = True):
         """Run the agent on `question` (default: the input box), steps appearing live. Returns the AgentReply
         when wait=True."""
-        from camp.agents import AgentReply, Step
+        from camp.agents.react import AgentReply, Step
 
         question = (self.input.value if question is None else question).strip()
         if not question or self.busy:

@@ -10,7 +10,7 @@ import os
 
 import streamlit as st
 
-from camp.conversation import chat
+from camp.conversation.session import chat
 
 MODEL = os.environ.get("CAMP_WEBDEMO_MODEL", "auto")
 SYSTEM = os.environ.get("CAMP_WEBDEMO_SYSTEM") or None

@@ -1,0 +1,204 @@
+"""Chat: one session (history, system prompt, generation settings, token streaming) over two backends.
+
+    s = camp.chat("tiny")                      # in-process transformers model (catalogue name or local folder)
+    s = camp.chat("internlm2_5-1_8b-chat", base_url="http://127.0.0.1:23333/v1")   # OpenAI-compatible endpoint
+    for piece in s.stream("你好"): print(piece, end="")
+    s.ask("who are you?"); s.history; s.reset(); s.widget()
+
+The three faces (the JupyterLab widget, `camp chat`, `camp webdemo`) are views over a ChatSession.
+torch / transformers / openai are imported on first use: importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+from camp.conversation.local import _resolve_folder, load_local
+from camp.runtime.errors import CampError
+
+# The settings a user is expected to change (None: the model's own default). Anything else given to
+# chat()/stream() goes to `model.generate` (in-process) or into the request body (endpoint).
+DEFAULT_GEN = {"max_new_tokens": 256, "temperature": None, "top_p": None, "do_sample": None,
+               "repetition_penalty": None}
+
+
+
+# ===================================================================== endpoint backend
+class EndpointBackend:
+    """An OpenAI-compatible server (LMDeploy api_server, `transformers serve`, …) through the openai SDK."""
+
+    kind = "endpoint"
+
+    def __init__(self, base_url: str, api_key: str | None, model: str | None):
+        try:
+            import openai
+        except ImportError as exc:
+            raise CampError("the openai package is missing — install it into this environment") from exc
+        self._openai = openai
+        self.base_url = base_url.rstrip("/")
+        key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"  # local servers accept any key
+        self.client = openai.OpenAI(base_url=self.base_url, api_key=key, max_retries=0, timeout=600)
+        self.model = model if model and model != "auto" else self._first_model()
+        self.last_stats: dict = {}
+
+    def _first_model(self) -> str:
+        try:
+            ids = [m.id for m in self.client.models.list()]
+        except self._openai.APIConnectionError as exc:
+            raise CampError(f"cannot reach {self.base_url} — is the server running?") from exc
+        except self._openai.APIError as exc:
+            raise CampError(f"{self.base_url}/models failed: {exc} — pass the model name explicitly") from exc
+        if not ids:
+            raise CampError(
+                f"{self.base_url} lists no models — pass the model name it serves "
+                "(for `transformers serve`: the model folder it was started with)"
+            )
+        return ids[0]
+
+    @property
+    def name(self) -> str:
+        return self.model
+
+    def describe(self) -> str:
+        return f"{self.model} @ {self.base_url}"
+
+    def stream(self, messages: list[dict], gen: dict) -> Iterator[str]:
+        gen = {k: v for k, v in gen.items() if v is not None}
+        body = {"max_tokens": gen.pop("max_new_tokens", None)}
+        if gen.pop("do_sample", None) is False:
+            gen["temperature"] = 0
+        for k in ("temperature", "top_p"):
+            body[k] = gen.pop(k, None)
+        body = {k: v for k, v in body.items() if v is not None}
+        # repetition_penalty and the like: not OpenAI fields, but LMDeploy and others read them from the body
+        extra = gen or None
+        started, n = time.perf_counter(), 0
+        try:
+            response = self.client.chat.completions.create(
+                model=self.model, messages=messages, stream=True, extra_body=extra, **body
+            )
+        except self._openai.APIConnectionError as exc:
+            raise CampError(f"cannot reach {self.base_url} — is the server running?") from exc
+        except self._openai.APIStatusError as exc:
+            raise CampError(f"{self.base_url} answered {exc.status_code}: {exc.message}") from exc
+        try:
+            for chunk in response:
+                if not chunk.choices:
+                    continue
+                piece = chunk.choices[0].delta.content
+                if piece:
+                    n += 1
+                    yield piece
+        finally:
+            response.close()  # stops the server's generation when the consumer stops early
+            seconds = time.perf_counter() - started
+            self.last_stats = {"chunks": n, "seconds": seconds}
+
+
+# ===================================================================== session
+class ChatSession:
+    """A conversation: `history` (OpenAI-style messages, without the system message), `system`, `gen`."""
+
+    def __init__(self, backend, *, system: str | None = None, gen: dict | None = None):
+        self.backend = backend
+        self.system = system
+        self.gen: dict = {**DEFAULT_GEN, **(gen or {})}
+        self.history: list[dict] = []
+
+    # -------------------------------------------------------------- conversation
+    def messages(self) -> list[dict]:
+        sys_msg = [{"role": "system", "content": self.system}] if self.system else []
+        return sys_msg + [dict(m) for m in self.history]
+
+    def stream(self, message: str, **gen) -> Iterator[str]:
+        """Yield the reply in pieces as tokens arrive. The turn joins `history` when the stream ends, also
+        when the consumer stops early (the partial reply is kept); a failed turn is not recorded."""
+        if not isinstance(message, str) or not message.strip():
+            raise CampError("empty message — type something to say")
+        settings = {**self.gen, **gen}
+        request = self.messages() + [{"role": "user", "content": message}]
+        return self._run(message, request, settings)
+
+    def _run(self, message, request, settings):
+        parts: list[str] = []
+        keep = True
+        try:
+            for piece in self.backend.stream(request, settings):
+                parts.append(piece)
+                yield piece
+        except (GeneratorExit, KeyboardInterrupt):
+            raise  # stopped early: keep the partial reply
+        except BaseException:
+            keep = False
+            raise
+        finally:
+            if keep:
+                self.history.append({"role": "user", "content": message})
+                self.history.append({"role": "assistant", "content": "".join(parts)})
+
+    def ask(self, message: str, **gen) -> str:
+        """The whole reply."""
+        return "".join(self.stream(message, **gen))
+
+    def reset(self) -> ChatSession:
+        self.history.clear()
+        return self
+
+    def fork(self) -> ChatSession:
+        """A new, empty conversation over the same loaded model (one per browser tab in the web demo)."""
+        return ChatSession(self.backend, system=self.system, gen=dict(self.gen))
+
+    @property
+    def model(self) -> str:
+        return self.backend.name
+
+    @property
+    def last_stats(self) -> dict:
+        """Tokens and seconds of the last reply (tokens: in-process backend only)."""
+        return dict(self.backend.last_stats)
+
+    # -------------------------------------------------------------- views
+    def widget(self):
+        from camp.ui.chat_widget import ChatWidget
+
+        return ChatWidget(self)
+
+    def __repr__(self):
+        turns = len(self.history) // 2
+        sys_txt = f", system={self.system[:40]!r}" if self.system else ""
+        gen = {k: v for k, v in self.gen.items() if v is not None}
+        return (
+            f"<ChatSession {self.backend.describe()}, {turns} turn(s){sys_txt}, gen={gen}> "
+            "— .ask(text), .stream(text), .widget(), .reset()"
+        )
+
+    def _repr_markdown_(self):
+        lines = [f"**ChatSession** — {self.backend.describe()}, {len(self.history) // 2} turn(s)  "]
+        lines.append(f"generation: `{ {k: v for k, v in self.gen.items() if v is not None} }`  ")
+        if self.system:
+            lines.append(f"system: *{self.system}*  ")
+        for m in self.history[-6:]:
+            text = m["content"].replace("\n", " ")
+            lines.append(f"- **{m['role']}**: {text[:200]}")
+        lines.append("\n`.ask(text)` · `.stream(text)` · `.widget()` · `.reset()`")
+        return "\n".join(lines)
+
+
+def chat(
+    model: str | os.PathLike = "auto",
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    system: str | None = None,
+    **gen,
+) -> ChatSession:
+    """A chat session with `model`: a catalogue name, "auto" (the profile's default), a local folder, or, with
+    `base_url`, the name a server serves ("auto": its first /v1/models entry). `gen`: max_new_tokens (256),
+    temperature (0 = greedy), top_p, do_sample, repetition_penalty; anything else goes to generate()."""
+    if base_url:
+        backend = EndpointBackend(base_url, api_key, None if model in (None, "auto") else str(model))
+    else:
+        backend = load_local(_resolve_folder(model))
+    return ChatSession(backend, system=system, gen=gen)

@@ -1,0 +1,490 @@
+"""Environments: the core env is the notebook kernel; every heavy tool gets its own isolated env.
+
+XTuner (transformers 4.48), OpenCompass (numpy<2, transformers<5) and LMDeploy (torch<=2.12.1, CUDA) cannot
+share one environment (FACTS.md), so each is built from `environments/<name>.txt` into `$CAMP_HOME/envs/<name>`
+(the core env into `<checkout>/.venv`), or adopted with `camp env register NAME PATH` (InternStudio machines
+already have conda envs). Tools are then called through their own CLIs in their env, never imported here.
+
+torch is the one requirement that depends on the machine; `torch_requirement()` is the only place that picks it.
+This module is stdlib-only: `python3 -m camp env create core` bootstraps the core env from a bare Python.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from camp.runtime import config
+from camp.runtime.errors import CampError
+
+MARKER = ".camp-env.json"
+RECIPE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    name: str
+    summary: str
+    packages: tuple[str, ...]  # versions shown by `camp env list`
+    smoke: str  # python run inside the env after creation: it must exit 0
+    torch_cpu: str | None = "torch==2.13.0"
+    torch_cuda: str | None = "torch==2.13.0"
+    needs_cuda: bool = False
+
+
+SPECS: dict[str, EnvSpec] = {
+    s.name: s
+    for s in (
+        EnvSpec(
+            "core",
+            "notebook kernel and the camp library (transformers 5, peft, JupyterLab, papermill, Streamlit)",
+            ("torch", "transformers", "peft", "jupyterlab", "papermill", "streamlit", "modelscope", "openai"),
+            "import torch, transformers, peft, papermill, streamlit, ipywidgets, openai, modelscope, lagent, camp",
+        ),
+        EnvSpec(
+            "xtuner",
+            "XTuner 0.2.0 fine-tuning (transformers 4.48, mmengine 0.10.6)",
+            ("xtuner", "transformers", "torch", "mmengine", "peft", "bitsandbytes"),
+            "import torch, transformers, mmengine, peft; import importlib.util as u; "
+            "assert u.find_spec('xtuner'), 'xtuner missing'",
+        ),
+        EnvSpec(
+            "opencompass",
+            "OpenCompass 0.5.4 evaluation (transformers <5, numpy <2)",
+            ("opencompass", "transformers", "torch", "mmengine-lite", "datasets", "numpy"),
+            "import torch, transformers, numpy; import importlib.util as u; "
+            "assert u.find_spec('opencompass'), 'opencompass missing'",
+        ),
+        EnvSpec(
+            "lmdeploy",
+            "LMDeploy 0.18 serving and quantization (CUDA only)",
+            ("lmdeploy", "torch", "transformers", "triton"),
+            "import lmdeploy",
+            # LMDeploy 0.18 requires torch<=2.12.1
+            torch_cpu=None,
+            torch_cuda="torch==2.12.1",
+            needs_cuda=True,
+        ),
+    )
+}
+
+
+def spec(name: str) -> EnvSpec:
+    try:
+        return SPECS[name]
+    except KeyError:
+        raise CampError(f"unknown environment {name!r}: choose one of {', '.join(SPECS)}") from None
+
+
+# ---------------------------------------------------------------- torch: the one machine-dependent line
+def machine() -> str:
+    """'cuda' when this machine has an NVIDIA GPU, else 'cpu'."""
+    from camp.runtime import hardware
+
+    return "cuda" if hardware.detect_gpus() else "cpu"
+
+
+def torch_requirement(name: str, on: str | None = None) -> list[str]:
+    """pip arguments that install the right torch for env `name` on machine kind `on` ('cpu'/'cuda').
+
+    Here `torch==2.13.0` resolves to a CPU wheel kept on local disk; on a GPU machine PyPI's default
+    Linux wheel of the same version is the CUDA build. A CPU machine elsewhere (Binder) should set
+    CAMP_TORCH_INDEX=https://download.pytorch.org/whl/cpu so pip does not fetch the multi-GB CUDA build.
+    """
+    s = spec(name)
+    on = on or machine()
+    line = s.torch_cuda if on == "cuda" else s.torch_cpu
+    if line is None:
+        raise CampError(f"environment {name!r} cannot be built on a {on} machine")
+    args = [line]
+    index = os.environ.get("CAMP_TORCH_INDEX")
+    if index:
+        args += ["--extra-index-url", index]
+    return args
+
+
+# ---------------------------------------------------------------- where envs are
+def _registry_path() -> Path:
+    return config.home() / "envs.json"
+
+
+def _registry() -> dict[str, str]:
+    try:
+        return json.loads(_registry_path().read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def default_path(name: str) -> Path:
+    if name == "core":
+        return config.project_root() / ".venv"
+    return config.envs_dir() / name
+
+
+def env_path(name: str) -> Path:
+    spec(name)
+    reg = _registry().get(name)
+    return Path(reg) if reg else default_path(name)
+
+
+def _python_in(prefix: Path) -> Path:
+    return prefix / "bin" / "python"
+
+
+def python(name: str) -> Path:
+    """The env's python, or a CampError saying how to create it."""
+    prefix = env_path(name)
+    py = _python_in(prefix)
+    if not py.exists():
+        raise CampError(
+            f"environment {name!r} does not exist at {prefix}: run `camp env create {name}` "
+            f"(or `camp env register {name} /path/to/existing/env`)"
+        )
+    if name not in _registry() and not (prefix / MARKER).exists():
+        raise CampError(f"environment {name!r} at {prefix} is incomplete: run `camp env create {name} --force`")
+    return py
+
+
+def ensure(name: str, *, view=None) -> Path:
+    """The one env policy, used by every stage: the env's python — created first (once, with a progress bar) when it
+    is missing, half-built or its requirements changed. A registered env is used as it is; an env this machine
+    cannot run (LMDeploy on a CPU) is refused with what to do instead."""
+    from camp.runtime import progress
+
+    view = view if view is not None else progress.current()
+    if name in _registry():
+        return python(name)
+    prefix = env_path(name)
+    marker = prefix / MARKER
+    state = "missing"
+    if marker.exists():
+        try:
+            if json.loads(marker.read_text()).get("recipe") == recipe_hash(name):
+                return python(name)
+        except (OSError, ValueError):
+            pass
+        state = "out of date"
+    elif prefix.exists():
+        state = "incomplete"
+    view.say(f"camp: the {name} environment is {state}; creating it now ({spec(name).summary}; once, a few minutes)")
+    create(name, show=view)
+    return python(name)
+
+
+def activation(name: str) -> dict[str, str]:
+    """Environment variables that make `name` the active env for a subprocess."""
+    prefix = env_path(name)
+    python(name)  # raises a clear error if missing
+    path = os.environ.get("PATH", "")
+    env = {"PATH": f"{prefix / 'bin'}{os.pathsep}{path}", "PYTHONNOUSERSITE": "1"}
+    if (prefix / "conda-meta").is_dir():
+        env["CONDA_PREFIX"] = str(prefix)
+    else:
+        env["VIRTUAL_ENV"] = str(prefix)
+    return env
+
+
+def requirement_files(name: str) -> list[Path]:
+    """environments/NAME.txt, plus NAME.nodeps.txt (installed with --no-deps: packages whose declared deps
+    would drag in something that breaks the env, e.g. XTuner's unpinned torchvision)."""
+    base = config.environments_dir()
+    files = [base / f"{name}.txt"]
+    if (base / f"{name}.nodeps.txt").exists():
+        files.append(base / f"{name}.nodeps.txt")
+    return files
+
+
+def recipe_hash(name: str, on: str | None = None) -> str:
+    h = hashlib.sha256(f"{RECIPE_VERSION}|{torch_requirement(name, on)}|".encode())
+    for f in requirement_files(name):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- state
+_VERSIONS_SCRIPT = """
+import json, sys
+from importlib import metadata
+out = {"python": sys.version.split()[0]}
+for p in sys.argv[1:]:
+    try:
+        out[p] = metadata.version(p)
+    except metadata.PackageNotFoundError:
+        out[p] = None
+print(json.dumps(out))
+"""
+
+
+def _query_versions(py: Path, packages: tuple[str, ...]) -> dict:
+    r = subprocess.run(
+        [str(py), "-c", _VERSIONS_SCRIPT, *packages], capture_output=True, text=True, timeout=20,
+        env={**os.environ, "PYTHONNOUSERSITE": "1"},
+    )
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}")
+    return json.loads(r.stdout)
+
+
+def status(name: str) -> dict:
+    """name, path, exists, ok, registered, current, versions, problem, fix — what `camp env list` shows."""
+    s = spec(name)
+    prefix = env_path(name)
+    registered = name in _registry()
+    info = {"name": name, "path": str(prefix), "summary": s.summary, "registered": registered, "exists": False,
+            "ok": False, "current": None, "versions": {}, "problem": None, "fix": None}
+    py = _python_in(prefix)
+    if not py.exists():
+        if s.needs_cuda and machine() != "cuda":
+            info["problem"] = "not created (needs a CUDA GPU)"
+            info["fix"] = "only on GPU machines; on CPU camp serves models with `transformers serve` in the core env"
+        else:
+            info["problem"] = "not created"
+            info["fix"] = f"camp env create {name}"
+        return info
+    info["exists"] = True
+    marker = prefix / MARKER
+    if not registered:
+        if not marker.exists():
+            info["problem"] = "incomplete (its creation did not finish)"
+            info["fix"] = f"camp env create {name} --force"
+            return info
+        data = json.loads(marker.read_text())
+        info["versions"] = data.get("versions", {})
+        try:
+            info["current"] = data.get("recipe") == recipe_hash(name)
+        except CampError:
+            info["current"] = None
+        if info["current"] is False:
+            info["problem"] = f"environments/{name}.txt changed since it was built"
+            info["fix"] = f"camp env create {name}"
+        info["ok"] = True
+        return info
+    try:
+        info["versions"] = _query_versions(py, s.packages)
+        info["ok"] = True
+    except Exception as exc:  # a broken registered env: say so, don't crash the listing
+        info["problem"] = f"its python does not run: {exc}"
+        info["fix"] = f"re-register a working env: camp env register {name} PATH"
+    return info
+
+
+def list_envs() -> list[dict]:
+    return [status(n) for n in SPECS]
+
+
+# ---------------------------------------------------------------- create / register / run
+def pip_parser(line: str, progress) -> None:
+    m = re.match(r"\s*(?:Collecting|Processing) (\S+)", line)
+    if m:  # "Processing /path/x.whl" is how pip reports a wheel found on local disk
+        progress.update(n=progress.n + 1, desc=f"resolving {m.group(1).rsplit('/', 1)[-1][:40]}")
+        return
+    m = re.match(r"\s*Downloading (\S+)", line)
+    if m:
+        progress.update(desc=f"downloading {m.group(1).rsplit('/', 1)[-1][:40]}")
+        return
+    m = re.match(r"\s*Installing collected packages: (.*)", line)
+    if m:
+        progress.update(desc=f"installing {len(m.group(1).split(','))} packages")
+
+
+_PIP_ERRORS = [
+    (r"Could not find a version that satisfies the requirement (\S+)",
+     "{0}: no version on the package index matches (typo in the pin, or the index is unreachable)"),
+    (r"No matching distribution found for (\S+)", "{0}: no matching distribution on the package index"),
+    (r"Cannot install (.+?) because these package versions have conflicting dependencies",
+     "conflicting pins around {0}"),
+    (r"[Ff]ailed (?:to )?build(?:ing)? (?:wheel for |installable wheels for some pyproject.toml based projects \()?(\S+?)\)?$",
+     "{0}: building it from source failed"),
+    (r"Failed to establish a new connection|Temporary failure in name resolution|Network is unreachable",
+     "the package index is unreachable (check the network or your pip index settings)"),
+    (r"No space left on device", "the disk is full"),
+    (r"The user requested \(constraint\) (\S+)", "a machine-wide pip constraint limits {0}"),
+]
+
+
+def explain_pip_failure(lines: list[str]) -> str:
+    """The package and reason from pip's output, e.g. 'foo==9.9: no version on the package index matches'."""
+    text = "\n".join(lines)
+    found = []
+    for pattern, template in _PIP_ERRORS:
+        for m in re.finditer(pattern, text, flags=re.M):
+            msg = template.format(*m.groups())
+            if msg not in found:
+                found.append(msg)
+    conflict = re.search(r"The conflict is caused by:\n((?:\s+.+\n?)+)", text)
+    if conflict:
+        found.append("conflict: " + "; ".join(x.strip() for x in conflict.group(1).splitlines() if x.strip()))
+    return "; ".join(found) or "pip failed (see the log)"
+
+
+def _pip_job(prefix: Path, args: list[str], *, name: str, run_dir: Path, show):
+    from camp.runtime.jobs import Job, JobFailed
+
+    job = Job([str(_python_in(prefix)), "-m", "pip", "install", "--disable-pip-version-check", *args],
+              name=name, run_dir=run_dir, parser=pip_parser, desc=name, unit="pkg",
+              extra_env={"PIP_PROGRESS_BAR": "off", "PYTHONNOUSERSITE": "1"})
+    try:
+        job.run(show=show)
+    except JobFailed as exc:
+        lines = job.log_path.read_text(errors="replace").splitlines()
+        raise CampError(f"{name} failed: {explain_pip_failure(lines)}\n  log: {job.log_path}") from exc
+    return job
+
+
+def _lock(prefix: Path):
+    """One builder per env: a second `camp env create` (another notebook, a test) waits instead of
+    deleting a half-built env under the first one's feet."""
+    key = hashlib.sha256(str(prefix).encode()).hexdigest()[:12]
+    return config.file_lock(config.home() / "locks" / f"env-{prefix.name}-{key}.lock",
+                            f"env {prefix.name}: another camp process is building it; waiting…")
+
+
+def create(name: str, *, force: bool = False, path: str | os.PathLike | None = None, show=True) -> Path:
+    """Build env `name` (venv + torch for this machine + environments/NAME*.txt), check it, then mark it.
+
+    An env whose recipe is unchanged is kept. Nothing is marked complete until the smoke check passed.
+    """
+    prefix = Path(path).expanduser().resolve() if path else env_path(name)
+    with _lock(prefix):
+        return _create(name, force=force, path=path, show=show)
+
+
+def _create(name: str, *, force: bool, path, show) -> Path:
+    from camp.runtime import progress
+
+    view = progress.get(show)
+    s = spec(name)
+    on = machine()
+    if s.needs_cuda and on != "cuda":
+        raise CampError(
+            f"the {name} env needs an NVIDIA GPU with CUDA: LMDeploy 0.18 runs only on cuda/ascend/maca/camb "
+            "devices and its pipeline and api_server assert CUDA. On this CPU machine `camp.serve` uses "
+            "`transformers serve` in the core env instead; create this env on a GPU dev machine."
+        )
+    prefix = Path(path).expanduser().resolve() if path else env_path(name)
+    recipe = recipe_hash(name, on)
+    marker = prefix / MARKER
+    if not force and marker.exists():
+        data = json.loads(marker.read_text())
+        if data.get("recipe") == recipe:
+            view.say(f"env {name}: up to date at {prefix}")
+            return prefix
+        view.say(f"env {name}: requirements changed, rebuilding {prefix}")
+    if prefix.exists():
+        if name in _registry() and path is None:
+            raise CampError(f"env {name} is registered at {prefix}; camp does not rebuild envs it did not make. "
+                            f"Create a new one with `camp env create {name} --path NEW_DIR`")
+        ours = (prefix / "pyvenv.cfg").exists() or (prefix / MARKER).exists() or not any(prefix.iterdir())
+        if not ours:
+            raise CampError(f"{prefix} exists and is not a camp-made venv; refusing to delete it. "
+                            "Choose another --path or remove it yourself.")
+        shutil.rmtree(prefix)
+    from camp.runtime.jobs import new_run_dir
+
+    run_dir = new_run_dir(f"env-{name}")
+    t0 = time.time()
+    view.say(f"env {name}: creating {prefix} ({on} machine; log {run_dir / 'log.txt'})")
+    r = subprocess.run([sys.executable, "-m", "venv", str(prefix)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise CampError(f"could not create a venv at {prefix}: {r.stderr.strip() or r.stdout.strip()}")
+    files = requirement_files(name)
+    _pip_job(prefix, [*torch_requirement(name, on), "-r", str(files[0])],
+             name=f"env {name}: pip install", run_dir=run_dir, show=show)
+    for extra in files[1:]:
+        _pip_job(prefix, ["--no-deps", "-r", str(extra)], name=f"env {name}: pip install --no-deps",
+                 run_dir=run_dir, show=show)
+    if name == "core":
+        _pip_job(prefix, ["--no-deps", "-e", str(config.project_root())], name="env core: install camp",
+                 run_dir=run_dir, show=show)
+    py = _python_in(prefix)
+    smoke = subprocess.run([str(py), "-c", s.smoke], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONNOUSERSITE": "1"})
+    if smoke.returncode != 0:
+        last = (smoke.stderr.strip().splitlines() or ["?"])[-1]
+        raise CampError(f"env {name} was installed but does not work: {last}\n  "
+                        f"fix environments/{name}.txt, then `camp env create {name} --force`")
+    versions = _query_versions(py, s.packages)
+    marker.write_text(json.dumps({"name": name, "recipe": recipe, "machine": on, "created": time.time(),
+                                  "versions": versions}, indent=2))
+    view.say(f"env {name}: ready in {time.time() - t0:.0f} s — " +
+          ", ".join(f"{k} {v}" for k, v in versions.items() if v))
+    return prefix
+
+
+def register(name: str, path: str | os.PathLike) -> Path:
+    """Adopt an existing conda env or venv as `name` (camp never modifies or deletes it)."""
+    s = spec(name)
+    prefix = Path(path).expanduser().resolve()
+    py = _python_in(prefix)
+    if not py.exists():
+        raise CampError(f"{prefix} is not an environment: {py} does not exist (give the env's prefix, "
+                        "e.g. /root/.conda/envs/xtuner)")
+    try:
+        versions = _query_versions(py, s.packages)
+    except Exception as exc:
+        raise CampError(f"{py} does not run: {exc}") from exc
+    tool = s.packages[0] if name != "core" else "transformers"
+    if not versions.get(tool):
+        raise CampError(f"{prefix} has no {tool} installed; it cannot serve as the {name} env")
+    reg = _registry()
+    reg[name] = str(prefix)
+    _registry_path().parent.mkdir(parents=True, exist_ok=True)
+    _registry_path().write_text(json.dumps(reg, indent=2))
+    return prefix
+
+
+def run(name: str, cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """subprocess.run(cmd) inside env `name`."""
+    env = {**os.environ, **activation(name), **kwargs.pop("env", {})}
+    exe = shutil.which(cmd[0], path=env["PATH"]) or cmd[0]
+    return subprocess.run([exe, *cmd[1:]], env=env, **kwargs)
+
+
+# ---------------------------------------------------------------- CLI
+def cli_list(args) -> int:
+    rows = list_envs()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        state = "ok" if r["ok"] else "missing" if not r["exists"] else "broken"
+        if r["ok"] and r["current"] is False:
+            state = "stale"
+        vers = ", ".join(f"{k} {v}" for k, v in r["versions"].items() if v and k != "python")
+        print(f"{r['name']:<12} {state:<8} {r['path']}" + (" (registered)" if r["registered"] else ""))
+        if vers:
+            print(f"{'':<12} {vers}")
+        if r["problem"]:
+            print(f"{'':<12} {r['problem']} → {r['fix']}")
+    return 0
+
+
+def cli_create(args) -> int:
+    create(args.name, force=args.force, path=args.path)
+    return 0
+
+
+def cli_register(args) -> int:
+    prefix = register(args.name, args.path)
+    print(f"env {args.name}: registered {prefix}")
+    return 0
+
+
+def cli_run(args) -> int:
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise CampError("nothing to run: camp env run NAME -- COMMAND [ARGS…]")
+    try:
+        return run(args.name, cmd).returncode
+    except FileNotFoundError:
+        raise CampError(f"{cmd[0]}: command not found in env {args.name} ({env_path(args.name)})") from None
