@@ -6,7 +6,7 @@ export OMP_NUM_THREADS ?= 1
 # No model hub is needed: the course runs on the embedded tiny model built locally.
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup tool-envs sandbox-deps course test lint lab clean
+.PHONY: setup tool-envs sandbox-deps course test unit lint lab clean
 
 # The core env (notebook kernel + camp) and the tiny model; no-ops when already current.
 setup:
@@ -32,6 +32,10 @@ lint: setup
 
 test: setup tool-envs sandbox-deps lint
 	$(VENV)/bin/python -m pytest
+
+# The unit tests alone (no tool runs, no notebooks): under a minute.
+unit: setup
+	$(VENV)/bin/python -m pytest -m "not integration and not notebook and not slow" -q
 
 # Only this machine can reach it (use an ssh tunnel from yours); root (dev containers) needs --allow-root.
 lab: setup
