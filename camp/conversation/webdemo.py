@@ -65,12 +65,9 @@ class WebDemo:
         return f"<WebDemo {self.url} {state} model={self.model} log={self.job.log_path}>"
 
     def _repr_html_(self):
-        import html
+        from camp.ui.html import webdemo_html
 
-        return (
-            f'<b>camp webdemo</b> ({html.escape(self.job.status)}): <a href="{self.url}" target="_blank">{self.url}</a>'
-            f"<pre>{html.escape(self.hint)}</pre>"
-        )
+        return webdemo_html(self)
 
 
 def _healthy(url: str) -> bool:

@@ -143,7 +143,7 @@ def evaluate(models, datasets, *, profile=None, limit: int | None = None, run_di
 
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise CampError(f"limit={limit!r}: give a whole number of questions, at least 1")
-    prof = profile if isinstance(profile, hardware.Profile) else hardware.profile(profile or "auto")
+    prof = hardware.profile(profile)
     # ---- 1. check everything first (OpenCompass's import alone costs ~14 s): datasets, models, then the
     # OpenCompass dataset names, which need the opencompass env (created here when missing: minutes, once)
     specs_d = resolve_datasets(_listify(datasets), assistant_name=assistant_name, opencompass=False)

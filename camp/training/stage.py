@@ -139,7 +139,7 @@ def _prepare(model, dataset, *, profile, plan, method, max_length) -> _Prepared:
     from camp import data, models
     from camp.runtime import hardware
 
-    prof = profile if isinstance(profile, hardware.Profile) else hardware.profile(profile or "auto")
+    prof = hardware.profile(profile)
     if isinstance(dataset, (str, os.PathLike)):
         records = data.load(dataset)
         dataset_label = str(Path(dataset).expanduser())

@@ -19,7 +19,7 @@ import pytest
 
 import camp.training.stage as _stage
 import camp.training.xtuner as _xtuner
-from camp import data, models, training
+from camp import data, models
 from camp.models.tiny import IDENTITY_QUESTION
 from camp.runtime.errors import CampError
 from camp.training import plan as planner
