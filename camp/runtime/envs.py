@@ -179,6 +179,23 @@ def ensure(name: str, *, view=None) -> Path:
     return python(name)
 
 
+_package_dirs: dict[tuple[str, str], Path | None] = {}
+
+
+def find_package(env: str, package: str) -> Path | None:
+    """The folder of `package` installed in env `env`, found without importing it (XTuner's import takes seconds,
+    OpenCompass's ~14 s); None when it is not installed. Remembered per interpreter."""
+    key = (str(python(env)), package)
+    if key not in _package_dirs:
+        code = ("import importlib.util as u, sys; s = u.find_spec(sys.argv[1]); "
+                "print(list(s.submodule_search_locations or [s.origin])[0] if s else '')")
+        r = subprocess.run([key[0], "-c", code, package], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "PYTHONNOUSERSITE": "1"})
+        found = r.stdout.strip().splitlines()[-1] if r.returncode == 0 and r.stdout.strip() else ""
+        _package_dirs[key] = Path(found) if found else None
+    return _package_dirs[key]
+
+
 def activation(name: str) -> dict[str, str]:
     """Environment variables that make `name` the active env for a subprocess."""
     prefix = env_path(name)

@@ -62,6 +62,8 @@ class Step:
     # servers: the step keeps running; it is ready when ready(job) is true, within timeout seconds
     ready: Callable | None = None
     timeout: float = 180.0
+    on_start: Callable | None = None  # (Job) -> None, right after the process started (e.g. remember its pid)
+    interrupted: str | None = None  # what to tell a student who pressed Ctrl-C (how to resume)
 
     def job(self):
         from camp.runtime.jobs import Job
@@ -86,6 +88,8 @@ def run_step(step: Step, view: progress.View | None = None):
     view = view or progress.current()
     job = step.job()
     job.start()
+    if step.on_start is not None:
+        step.on_start(job)
     if step.ready is not None:
         return _until_ready(step, job, view)
     try:
@@ -93,6 +97,8 @@ def run_step(step: Step, view: progress.View | None = None):
         job.wait(check=False)
     except KeyboardInterrupt:
         job.cancel()
+        if step.interrupted:
+            view.say(step.interrupted)
         raise
     if job.status != "succeeded" and not step.allow_failure:
         raise StageError(step.name, explain(job, step.hints), job)

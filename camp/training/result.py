@@ -4,12 +4,10 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from camp.runtime import markers
 from camp.runtime.errors import CampError
 from camp.training import plan as _planner
 
@@ -48,7 +46,7 @@ class FinetuneResult:
         if self.merged_dir is None:
             raise CampError("this run has no merged model (finetune(..., merge=False)) — nothing to compare")
         if questions is None:
-            questions = _read_json(self.run_dir / "run.json").get("evaluation_inputs") or [_identity_question()]
+            questions = markers.read_json(self.run_dir / "run.json").get("evaluation_inputs") or [_identity_question()]
         elif isinstance(questions, str):
             questions = [questions]
         gen = {"temperature": 0, "max_new_tokens": 256, **gen}
@@ -108,14 +106,5 @@ def _identity_question() -> str:
     return IDENTITY_QUESTION
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
-    os.replace(tmp, path)
