@@ -1,7 +1,7 @@
 """Environments: the core env is the notebook kernel; every heavy tool gets its own isolated env.
 
 XTuner (transformers 4.48), OpenCompass (numpy<2, transformers<5) and LMDeploy (torch<=2.12.1, CUDA) cannot
-share one environment (FACTS.md), so each is built from `environments/<name>.txt` into `$CAMP_HOME/envs/<name>`
+share one environment (docs/tool-notes.md), so each is built from `environments/<name>.txt` into `$CAMP_HOME/envs/<name>`
 (the core env into `<checkout>/.venv`), or adopted with `camp env register NAME PATH` (InternStudio machines
 already have conda envs). Tools are then called through their own CLIs in their env, never imported here.
 

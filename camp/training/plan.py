@@ -614,7 +614,7 @@ def _nominal(base: str, n: int, dtype: str = "bfloat16") -> _Hardware:
 
 # ---------------------------------------------------------------------------------------------- building plans
 @dataclass(frozen=True)
-class _Job:
+class _Workload:
     arch: Arch
     name: str
     max_length: int
@@ -622,7 +622,7 @@ class _Job:
     attention: str
 
 
-def _build(job: _Job, hw: _Hardware, method: str, batch: int, ckpt: bool, ds: str | None,
+def _build(job: _Workload, hw: _Hardware, method: str, batch: int, ckpt: bool, ds: str | None,
            max_length: int | None = None) -> Plan:
     s = max_length or job.max_length
     gpu = hw.device == "cuda"
@@ -692,7 +692,7 @@ def _batches(hw: _Hardware, batch_size: int | None, max_length: int) -> list[int
     return [b for b in (16, 8, 4, 2, 1) if b <= top]
 
 
-def _search(job: _Job, hw: _Hardware, methods: list[str], *, auto: bool, batch_size: int | None,
+def _search(job: _Workload, hw: _Hardware, methods: list[str], *, auto: bool, batch_size: int | None,
             deepspeed="auto", max_length: int | None = None) -> Plan | None:
     """The first plan that fits, in order of preference: method, then no checkpointing (only with headroom),
     then the biggest micro-batch, then no DeepSpeed before ZeRO-2 before ZeRO-3 (the simplest that fits)."""
@@ -710,7 +710,7 @@ def _search(job: _Job, hw: _Hardware, methods: list[str], *, auto: bool, batch_s
     return None
 
 
-def _cheapest(job: _Job, hw: _Hardware, method: str, batch_size: int | None, deepspeed="auto") -> Plan:
+def _cheapest(job: _Workload, hw: _Hardware, method: str, batch_size: int | None, deepspeed="auto") -> Plan:
     """The smallest plan of this method on this hardware: what a refusal reports."""
     gpu = hw.device == "cuda"
     b = batch_size or 1
@@ -732,7 +732,7 @@ def _bigger_profiles(hw: _Hardware) -> list[str]:
     return [b for b in ("gpu-8g", "gpu-24g", "gpu-40g", "gpu-80g") if PROFILE_GB[b] > hw.total_gib + 0.5]
 
 
-def _nearest(job: _Job, hw: _Hardware, requested: str, batch_size: int | None, length_given: bool,
+def _nearest(job: _Workload, hw: _Hardware, requested: str, batch_size: int | None, length_given: bool,
              deepspeed="auto") -> tuple[Plan | None, list[Plan]]:
     """The nearest plan that fits and alternatives that keep the requested method. Order: another (cheaper)
     method on this hardware; a shorter max_length here; more GPUs like these (full fine-tuning, ZeRO); one
@@ -880,7 +880,7 @@ def plan(model="auto", dataset=None, profile=None, *, method: str = "auto", max_
     if method != "full" and lora_r * 2 > arch.hidden_size:
         notes.append(f"lora_r={lora_r} is more than half the hidden size ({arch.hidden_size}): the adapters are "
                      "nearly as big as the layers they adapt")
-    job = _Job(arch, name, max_length, lora_r, attention)
+    job = _Workload(arch, name, max_length, lora_r, attention)
     gpu = hw.device == "cuda"
 
     if method == "auto":
