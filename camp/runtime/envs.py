@@ -519,3 +519,10 @@ def cli_run(args) -> int:
         return run(args.name, cmd).returncode
     except FileNotFoundError:
         raise CampError(f"{cmd[0]}: command not found in env {args.name} ({env_path(args.name)})") from None
+
+
+def cli_torch(args) -> int:
+    """`camp env torch NAME`: what `pip install` needs for torch here — for scripts that install into an env camp
+    did not make (binder/postBuild), so the torch line is still chosen in one place."""
+    print(" ".join(torch_requirement(args.name)))
+    return 0
