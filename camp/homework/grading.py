@@ -1,0 +1,347 @@
+"""Grading: one submission at a time with nbgrader's own `autograde`, each in a world of its own.
+
+A submission is graded in a private copy of the course (`.camp/grading/…`): the released gradebook (no other
+student in it), the assignment's source files, and that one submission. nbgrader autograde runs there with its
+kernel sandboxed (camp.homework.sandboxed / kernel). The scores are read back from that private gradebook into
+`.camp/results/<assignment>/<student>.json` — written last, atomically: it is the "graded" mark (with the hash of
+what was graded), so a rerun skips it, a killed batch resumes, and submissions graded on other machines (a Slurm
+array, a Kubernetes Job) merge by copying files. The course's own gradebook.db is written in one place only,
+`sync()`, by one process.
+
+`batch()` runs `python -m camp.homework.tasks one …` per submission, N at a time, each under a wall clock; a
+submission that crashes or hangs its grader is recorded with score 0 and the reason, and the batch goes on.
+This module imports nbgrader: it runs in those worker processes, never in a notebook kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from camp.homework.layout import Course, check_id, tree_hash
+from camp.runtime import config, guard, markers
+
+GRADER_VERSION = 1
+# Parallel kernels run as different unprivileged users (the process limit counts per user): slot i → BASE_UID + i.
+BASE_UID = 61000
+
+
+@dataclass
+class Limits:
+    cell_timeout: int = 30  # seconds per cell (nbgrader's own per-cell timeout; the cell is interrupted)
+    time_limit: int = 300  # seconds for one whole submission (wall clock); also its kernel's CPU-time budget
+    memory_mb: int = 2048  # address-space limit of the kernel
+    max_procs: int = 64  # processes + threads of the kernel
+    scratch_mb: int = 256  # the kernel's scratch folder (RAM)
+    read_only: list[str] = field(default_factory=list)  # more host paths the kernel may read (models, envs)
+    sandbox: bool = True  # False only for trusted notebooks (a TA checking the solutions)
+
+
+def result_for(course: Course, assignment: str, student: str) -> dict:
+    return markers.read_json(course.result_path(assignment, student))
+
+
+def is_graded(course: Course, assignment: str, student: str) -> bool:
+    """Graded, from exactly the submission that is there now."""
+    r = result_for(course, assignment, student)
+    sub = course.submitted / student / assignment
+    return bool(r) and r.get("grader") == GRADER_VERSION and sub.is_dir() and r.get("submission") == tree_hash(sub)
+
+
+# ------------------------------------------------------------------------------------------ one submission
+def grade_one(course: Course, assignment: str, student: str, limits: Limits, *, slot: int = 0) -> dict:
+    """Autograde one submission (in this process); writes and returns its result."""
+    check_id(student, "student")
+    sub = course.submitted / student / assignment
+    digest = tree_hash(sub)
+    started = time.time()
+    grading = course.camp_dir / "grading" / assignment
+    grading.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{student}.tmp-{os.getpid()}-", dir=grading))
+    runtime = Path(tempfile.mkdtemp(prefix="camp-hw-", dir="/tmp"))  # short: Unix socket paths are limited
+    try:
+        shutil.copyfile(course.snapshot_path(assignment), work / "gradebook.db")
+        shutil.copytree(course.source / assignment, work / "source" / assignment)
+        shutil.copytree(sub, work / "submitted" / student / assignment, symlinks=True)
+        result = _autograde(work, assignment, student, limits, runtime, slot, course.release_dir)
+        result.update(student=student, assignment=assignment, submission=digest, grader=GRADER_VERSION,
+                      seconds=round(time.time() - started, 2))
+        graded = work / "autograded" / student / assignment
+        if graded.is_dir():
+            dest = course.autograded / student / assignment
+            if dest.exists():
+                shutil.rmtree(dest)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(graded, dest, symlinks=True)
+        save_result(course, result)
+        return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def save_result(course: Course, result: dict) -> None:
+    path = course.result_path(result["assignment"], result["student"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    markers.write_json(path, result)
+
+
+def _autograde(work: Path, assignment: str, student: str, limits: Limits, runtime: Path, slot: int,
+               release: Path) -> dict:
+    from nbconvert.preprocessors import ClearMetadataPreprocessor
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.preprocessors import (
+        AssignLatePenalties,
+        CheckCellMetadata,
+        IgnorePattern,
+        LimitOutput,
+        SaveAutoGrades,
+    )
+    from traitlets.config import Config
+
+    from camp.homework import sandboxed
+
+    course = Course(work)
+    c = course.nbgrader_config()
+    c.Autograde.autograde_preprocessors = [
+        sandboxed.SandboxExecute, sandboxed.GradingNotes, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
+    ]
+    c.Execute.timeout = int(limits.cell_timeout)
+    c.OverwriteCells.add_missing_cells = True  # a deleted test cell is put back and run, not silently dropped
+    notes = []
+    for released in sorted((release / assignment).glob("*.ipynb")):
+        mine = work / "submitted" / student / assignment / released.name
+        try:
+            notes += sandboxed.tampering(sandboxed.checksums(released, recorded=True),
+                                         sandboxed.checksums(mine, recorded=False) if mine.is_file() else {})
+        except (OSError, ValueError):
+            notes.append(f"{released.name} could not be read as a notebook")
+    c.GradingNotes.notes = notes
+    saved = {k: os.environ.get(k) for k in ("JUPYTER_PATH", "JUPYTER_RUNTIME_DIR", "CAMP_HOMEWORK_SANDBOX")}
+    os.environ["JUPYTER_RUNTIME_DIR"] = str(runtime)
+    if limits.sandbox:
+        c.Execute.kernel_name = sandboxed.KERNEL_NAME
+        c.KernelManager.transport = "ipc"  # the sandbox has no network: Unix sockets in the runtime folder
+        c.KernelManager.ip = str(runtime / "kernel")
+        os.environ["JUPYTER_PATH"] = str(_kernelspec(work)) + os.pathsep + os.environ.get("JUPYTER_PATH", "")
+        os.environ["CAMP_HOMEWORK_SANDBOX"] = json.dumps({
+            "cpu_seconds": limits.time_limit, "memory_mb": limits.memory_mb, "max_procs": limits.max_procs,
+            "scratch_mb": limits.scratch_mb, "read_only": list(limits.read_only), "uid": BASE_UID + slot,
+            "sockets": str(runtime),
+            "python": sys.executable})
+    try:
+        api = NbGraderAPI(config=Config(c))
+        outcome = api.autograde(assignment, student, force=True, create=True)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    log = outcome.get("log") or ""
+    print(log, outcome.get("error") or "", sep="\n", flush=True)  # the worker's log (.camp/logs/…)
+    result = read_scores(course, assignment, student)
+    if not outcome.get("success") or not result["tasks"]:
+        result.update(status="failed", score=0.0,
+                      reason="nbgrader autograde failed: " + _last_error(log + "\n" + (outcome.get("error") or "")))
+        for task in result["tasks"]:
+            task["score"] = 0.0
+    return result
+
+
+def _kernelspec(work: Path) -> Path:
+    spec = work / "kernels" / "kernels" / "camp-sandbox"
+    spec.mkdir(parents=True, exist_ok=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "camp.homework.kernel", "-f", "{connection_file}"],
+        "display_name": "camp sandbox (grading)",
+        "language": "python",
+        # signals cannot cross into the sandbox's own session: interrupt over the control channel
+        "interrupt_mode": "message",
+        "env": {"PYTHONPATH": config.pythonpath()},
+    }))
+    return spec.parent.parent
+
+
+def _last_error(text: str) -> str:
+    from camp.runtime import failures
+
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return (failures.traceback_error(lines) or (lines[-1] if lines else "no log"))[:300]
+
+
+def read_scores(course: Course, assignment: str, student: str) -> dict:
+    """Scores from a (private) gradebook plus each failing cell's error line from the graded notebook."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    tasks, notes = [], []
+    graded_dir = course.autograded / student / assignment
+    with Gradebook(course.db_url) as gb:
+        try:
+            submission = gb.find_submission(assignment, student)
+        except MissingEntry:
+            submission = None
+        for nb in submission.notebooks if submission else []:
+            errors, nb_notes = _errors(graded_dir / f"{nb.name}.ipynb")
+            notes += nb_notes
+            for g in nb.grades:
+                kind = "tests" if g.cell.cell_type == "code" and not g.needs_manual_grade else (
+                    "answer" if g.needs_manual_grade else "tests")
+                tasks.append({"notebook": nb.name, "name": g.name, "max": g.max_score, "kind": kind,
+                              "score": None if g.needs_manual_grade and g.auto_score is None else (g.auto_score or 0.0),
+                              "needs_manual_grade": bool(g.needs_manual_grade), "reason": errors.get(g.name)})
+    auto = [t for t in tasks if not t["needs_manual_grade"]]
+    return {"status": "graded", "tasks": tasks, "notes": notes, "reason": None,
+            "score": round(sum(t["score"] or 0.0 for t in auto), 4), "max_score": sum(t["max"] for t in tasks),
+            "auto_max": sum(t["max"] for t in auto), "manual_pending": sum(t["max"] for t in tasks
+                                                                             if t["needs_manual_grade"])}
+
+
+def _errors(path: Path) -> tuple[dict[str, str], list[str]]:
+    """{grade_id: 'Error: message'} for graded cells with an error or stderr, and the grading notes."""
+    from camp.homework.sandboxed import NOTE_ID
+
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}, []
+    out, notes = {}, []
+    for cell in nb.get("cells", []):
+        if cell.get("id") == NOTE_ID:
+            notes = [ln[2:] for ln in "".join(cell.get("source", "")).splitlines() if ln.startswith("- ")]
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        for o in cell.get("outputs", []):
+            if o.get("output_type") == "error":
+                out[gid] = f"{o.get('ename')}: {o.get('evalue')}".strip().rstrip(":")[:300]
+                break
+            if o.get("output_type") == "stream" and o.get("name") == "stderr":
+                out[gid] = "wrote to stderr: " + "".join(o.get("text", "")).strip()[:200]
+                break
+    return out, notes
+
+
+# ------------------------------------------------------------------------------------------ the batch
+def pending(course: Course, assignment: str, *, force: bool = False, students=None, shard=None) -> list[str]:
+    """The submissions this run grades: all (or `students`), this shard's share, minus the graded ones."""
+    everyone = course.submissions(assignment)
+    chosen = [s for s in everyone if not students or s in students]
+    if shard:
+        index, count = shard
+        chosen = [s for i, s in enumerate(everyone) if i % count == index and s in chosen]
+    return [s for s in chosen if force or not is_graded(course, assignment, s)]
+
+
+def batch(course: Course, assignment: str, students: list[str], limits: Limits, *, workers: int = 1,
+          out=sys.stdout) -> list[dict]:
+    """Grade `students` with `workers` processes at a time; prints one progress line per finished submission."""
+    _clean_leftovers(course.camp_dir / "grading" / assignment)
+    slots = list(range(max(1, workers)))
+    lock = threading.Lock()
+    done: list[dict] = []
+    total = len(students)
+    print(f"[grade] 0/{total} {assignment}", file=out, flush=True)
+
+    def run(student: str) -> dict:
+        with lock:
+            slot = slots.pop()
+        try:
+            result = _run_worker(course, assignment, student, limits, slot)
+        finally:
+            with lock:
+                slots.append(slot)
+        with lock:
+            done.append(result)
+            score = f"{result.get('score', 0):g}/{result.get('auto_max', 0):g}"
+            print(f"[grade] {len(done)}/{total} {student} {result.get('status')} {score} "
+                  f"({result.get('seconds', 0):.1f} s)", file=out, flush=True)
+        return result
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        list(pool.map(run, students))
+    return done
+
+
+def _run_worker(course: Course, assignment: str, student: str, limits: Limits, slot: int) -> dict:
+    cmd = [sys.executable, "-m", "camp.homework.tasks", "one", "--course", str(course.root), assignment, student,
+           "--slot", str(slot), "--limits", json.dumps(asdict(limits))]
+    env = dict(os.environ, PYTHONPATH=config.pythonpath())
+    started = time.time()
+    # under the guard: if this batch is killed, the worker (and through --die-with-parent its kernel) goes too
+    proc = subprocess.Popen(guard.command(cmd), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    # the submission's own limit, plus time for kernel start-up and nbgrader's own work
+    deadline = limits.time_limit + 60
+    try:
+        output, _ = proc.communicate(timeout=deadline)
+        reason = None
+    except subprocess.TimeoutExpired:
+        _kill(proc)
+        output, _ = proc.communicate()
+        reason = f"grading took longer than {deadline} s and was stopped; every task scores 0"
+    log = output.decode("utf-8", "replace")
+    log_path = course.camp_dir / "logs" / assignment / f"{student}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_text(log, encoding="utf-8")
+    if reason is None and proc.returncode == 0 and is_graded(course, assignment, student):
+        return result_for(course, assignment, student)
+    if reason is None:
+        reason = f"the grader exited with status {proc.returncode}: {_last_error(log)}"
+    result = {"student": student, "assignment": assignment, "status": "failed", "score": 0.0, "tasks": [],
+              "notes": [], "reason": reason, "grader": GRADER_VERSION, "seconds": round(time.time() - started, 2),
+              "submission": tree_hash(course.submitted / student / assignment), "log": str(log_path)}
+    try:  # the tasks and their maximum from the released gradebook, each at 0
+        result.update(_zero_tasks(course, assignment))
+    except Exception:  # noqa: BLE001 - the batch goes on; the reason above says what happened
+        pass
+    save_result(course, result)
+    return result
+
+
+def _zero_tasks(course: Course, assignment: str) -> dict:
+    from nbgrader.api import Gradebook
+
+    tasks = []
+    with Gradebook(f"sqlite:///{course.snapshot_path(assignment)}") as gb:
+        for nb in gb.find_assignment(assignment).notebooks:
+            for cell in nb.grade_cells:
+                manual = cell.cell_type == "markdown"
+                tasks.append({"notebook": nb.name, "name": cell.name, "max": cell.max_score,
+                              "kind": "answer" if manual else "tests", "score": None if manual else 0.0,
+                              "needs_manual_grade": manual, "reason": None})
+    auto = [t for t in tasks if not t["needs_manual_grade"]]
+    return {"tasks": tasks, "max_score": sum(t["max"] for t in tasks), "auto_max": sum(t["max"] for t in auto),
+            "manual_pending": sum(t["max"] for t in tasks if t["needs_manual_grade"])}
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _clean_leftovers(folder: Path) -> None:
+    """Work folders of graders that are gone (a killed batch): `<student>.tmp-<pid>-…`."""
+    if not folder.is_dir():
+        return
+    for tmp in folder.glob("*.tmp-*"):
+        try:
+            pid = int(tmp.name.split(".tmp-", 1)[1].split("-")[0])
+            os.kill(pid, 0)
+            continue
+        except (ValueError, IndexError, ProcessLookupError):
+            pass
+        except PermissionError:
+            continue
+        shutil.rmtree(tmp, ignore_errors=True)
