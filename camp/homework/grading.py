@@ -24,7 +24,6 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -221,10 +220,13 @@ def _errors(path: Path) -> tuple[dict[str, str], list[str]]:
         if cell.get("id") == NOTE_ID:
             notes = [ln[2:] for ln in "".join(cell.get("source", "")).splitlines() if ln.startswith("- ")]
         gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        # a timeout shows as the KeyboardInterrupt of the interrupt plus nbgrader's CellTimeoutError: say the latter
+        errors.sort(key=lambda o: o.get("ename") not in ("CellTimeoutError", "KernelDied", "CellNotRun"))
+        if errors:
+            out[gid] = f"{errors[0].get('ename')}: {errors[0].get('evalue')}".strip().rstrip(":")[:300]
+            continue
         for o in cell.get("outputs", []):
-            if o.get("output_type") == "error":
-                out[gid] = f"{o.get('ename')}: {o.get('evalue')}".strip().rstrip(":")[:300]
-                break
             if o.get("output_type") == "stream" and o.get("name") == "stderr":
                 out[gid] = "wrote to stderr: " + "".join(o.get("text", "")).strip()[:200]
                 break
@@ -243,69 +245,180 @@ def pending(course: Course, assignment: str, *, force: bool = False, students=No
 
 
 def batch(course: Course, assignment: str, students: list[str], limits: Limits, *, workers: int = 1,
-          out=sys.stdout) -> list[dict]:
-    """Grade `students` with `workers` processes at a time; prints one progress line per finished submission."""
+          sync: bool = False, out=sys.stdout) -> list[dict]:
+    """Grade `students` with `workers` worker processes; prints one progress line per finished submission. With
+    sync, the course's gradebook.db is updated at the end (by one worker: only one process writes it)."""
     _clean_leftovers(course.camp_dir / "grading" / assignment)
-    slots = list(range(max(1, workers)))
+    queue = list(reversed(students))
     lock = threading.Lock()
     done: list[dict] = []
     total = len(students)
     print(f"[grade] 0/{total} {assignment}", file=out, flush=True)
 
-    def run(student: str) -> dict:
-        with lock:
-            slot = slots.pop()
+    def lane(slot: int) -> None:
+        worker = None
         try:
-            result = _run_worker(course, assignment, student, limits, slot)
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    student = queue.pop()
+                if worker is None or not worker.alive():
+                    worker = _Worker(course, assignment, limits, slot)
+                result = worker.grade(student)
+                with lock:
+                    done.append(result)
+                    print(f"[grade] {len(done)}/{total} {student} {result.get('status')} "
+                          f"{result.get('score', 0):g}/{result.get('auto_max', 0):g} "
+                          f"({result.get('seconds', 0):.1f} s)", file=out, flush=True)
         finally:
-            with lock:
-                slots.append(slot)
-        with lock:
-            done.append(result)
-            score = f"{result.get('score', 0):g}/{result.get('auto_max', 0):g}"
-            print(f"[grade] {len(done)}/{total} {student} {result.get('status')} {score} "
-                  f"({result.get('seconds', 0):.1f} s)", file=out, flush=True)
-        return result
+            if worker is not None:
+                worker.close()
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        list(pool.map(run, students))
+    lanes = [threading.Thread(target=lane, args=(slot,), daemon=True) for slot in range(max(1, min(workers, total)))]
+    for th in lanes:
+        th.start()
+    for th in lanes:
+        th.join()
+    if sync:
+        worker = _Worker(course, assignment, limits, 0)
+        try:
+            print(f"[sync] {worker.call('sync')}", file=out, flush=True)
+        finally:
+            worker.close()
     return done
 
 
-def _run_worker(course: Course, assignment: str, student: str, limits: Limits, slot: int) -> dict:
-    cmd = [sys.executable, "-m", "camp.homework.tasks", "one", "--course", str(course.root), assignment, student,
-           "--slot", str(slot), "--limits", json.dumps(asdict(limits))]
-    env = dict(os.environ, PYTHONPATH=config.pythonpath())
-    started = time.time()
-    # under the guard: if this batch is killed, the worker (and through --die-with-parent its kernel) goes too
-    proc = subprocess.Popen(guard.command(cmd), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    # the submission's own limit, plus time for kernel start-up and nbgrader's own work
-    deadline = limits.time_limit + 60
+class _Worker:
+    """One `python -m camp.homework.tasks serve` process: nbgrader imported once, one forked child per submission
+    (so a submission that wrecks its grader takes only that child down), under the guard (it dies with us)."""
+
+    def __init__(self, course: Course, assignment: str, limits: Limits, slot: int):
+        self.course, self.assignment = course, assignment
+        cmd = [sys.executable, "-m", "camp.homework.tasks", "serve", "--course", str(course.root), assignment,
+               "--slot", str(slot), "--limits", json.dumps(asdict(limits))]
+        env = dict(os.environ, PYTHONPATH=config.pythonpath())
+        self.proc = subprocess.Popen(guard.command(cmd), env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def call(self, line: str) -> str:
+        try:
+            self.proc.stdin.write(line + "\n")
+            self.proc.stdin.flush()
+            return (self.proc.stdout.readline() or "").strip()
+        except (BrokenPipeError, OSError, ValueError):
+            return ""
+
+    def grade(self, student: str) -> dict:
+        started = time.time()
+        reply = self.call(student)
+        try:
+            info = json.loads(reply) if reply else {}
+        except ValueError:
+            info = {}
+        if info.get("exit") == 0 and is_graded(self.course, self.assignment, student):
+            return result_for(self.course, self.assignment, student)
+        log = self.course.camp_dir / "logs" / self.assignment / f"{student}.log"
+        if info.get("timed_out"):
+            reason = f"grading took longer than {info.get('deadline')} s and was stopped; every task scores 0"
+        elif info:
+            reason = f"the grader exited with status {info.get('exit')}: {_last_error(_read(log))}"
+        else:
+            reason = "the grading worker died: " + _last_error(_read(log))
+        return failed(self.course, self.assignment, student, reason, started, log)
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            _kill(self.proc)
+            self.proc.wait()
+
+
+def _read(path: Path) -> str:
     try:
-        output, _ = proc.communicate(timeout=deadline)
-        reason = None
-    except subprocess.TimeoutExpired:
-        _kill(proc)
-        output, _ = proc.communicate()
-        reason = f"grading took longer than {deadline} s and was stopped; every task scores 0"
-    log = output.decode("utf-8", "replace")
-    log_path = course.camp_dir / "logs" / assignment / f"{student}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.write_text(log, encoding="utf-8")
-    if reason is None and proc.returncode == 0 and is_graded(course, assignment, student):
-        return result_for(course, assignment, student)
-    if reason is None:
-        reason = f"the grader exited with status {proc.returncode}: {_last_error(log)}"
+        return path.read_text(encoding="utf-8", errors="replace")[-20000:]
+    except OSError:
+        return ""
+
+
+def failed(course: Course, assignment: str, student: str, reason: str, started: float, log: Path) -> dict:
+    """Record a submission that could not be graded: every task 0 (written answers still wait for a TA)."""
     result = {"student": student, "assignment": assignment, "status": "failed", "score": 0.0, "tasks": [],
               "notes": [], "reason": reason, "grader": GRADER_VERSION, "seconds": round(time.time() - started, 2),
-              "submission": tree_hash(course.submitted / student / assignment), "log": str(log_path)}
+              "submission": tree_hash(course.submitted / student / assignment), "log": str(log)}
     try:  # the tasks and their maximum from the released gradebook, each at 0
         result.update(_zero_tasks(course, assignment))
     except Exception:  # noqa: BLE001 - the batch goes on; the reason above says what happened
         pass
     save_result(course, result)
     return result
+
+
+def serve(course: Course, assignment: str, limits: Limits, slot: int, inp=sys.stdin, out=sys.stdout) -> None:
+    """The worker loop (see _Worker): a student id per line in, a JSON line out; 'sync' updates gradebook.db."""
+    import nbgrader.apps  # noqa: F401 - imported once here, inherited by every forked child
+    import nbgrader.preprocessors  # noqa: F401
+
+    import camp.homework.sandboxed  # noqa: F401
+
+    deadline = limits.time_limit + 60  # the submission's own limit plus kernel start-up and nbgrader's work
+    for line in inp:
+        student = line.strip()
+        if not student:
+            continue
+        if student == "sync":
+            from camp.homework.tasks import sync
+
+            print(f"synced {sync(course, assignment)} results", file=out, flush=True)
+            continue
+        log = course.camp_dir / "logs" / assignment / f"{student}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        out.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: grade, its output into the submission's log
+            _child(course, assignment, student, limits, slot, log)
+        end = time.monotonic() + deadline
+        timed_out, status = False, 0
+        while True:
+            got, status = os.waitpid(pid, os.WNOHANG)
+            if got:
+                break
+            if time.monotonic() > end:
+                timed_out = True
+                os.kill(pid, signal.SIGKILL)  # its kernel goes with it (bubblewrap --die-with-parent)
+                os.waitpid(pid, 0)
+                break
+            time.sleep(0.05)
+        code = None if timed_out else os.waitstatus_to_exitcode(status)
+        print(json.dumps({"student": student, "exit": code, "timed_out": timed_out, "deadline": deadline}),
+              file=out, flush=True)
+
+
+def _child(course: Course, assignment: str, student: str, limits: Limits, slot: int, log: Path) -> None:
+    code = 1
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        sys.stdout = os.fdopen(1, "w", buffering=1)
+        sys.stderr = os.fdopen(2, "w", buffering=1)
+        grade_one(course, assignment, student, limits, slot=slot)
+        code = 0
+    except BaseException:  # noqa: BLE001 - whatever happens, the child exits and the worker reports it
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
 
 
 def _zero_tasks(course: Course, assignment: str) -> dict:

@@ -128,6 +128,9 @@ class GradeStage(Stage):
         args = [self.assignment, "--workers", str(self.workers), "--limits", json.dumps(asdict(self.limits))]
         args += [a for s in self.todo for a in ("--student", s)]
         args += ["--force"] if self.force else []
+        # only a run that graded everything writes the course's gradebook.db (a shard on a cluster leaves that
+        # to `camp homework gradebook` once every shard is done)
+        args += ["--sync"] if self.shard is None and not self.students else []
 
         def all_graded(job):
             left = [s for s in self.todo if not is_graded(self.course, self.assignment, s)]
@@ -136,10 +139,6 @@ class GradeStage(Stage):
         yield _step("homework grade", _tasks_cmd("grade", self.course, *args), run_dir, all_graded,
                     parser=_grade_parser, total=len(self.todo), unit="submission",
                     desc=t(f"评分 {self.assignment}", f"grading {self.assignment}"))
-        # only the process that graded everything writes the course's gradebook.db (a shard on a cluster
-        # leaves that to `camp homework gradebook` once every shard is done)
-        if self.shard is None and not self.students:
-            yield _step("homework sync", _tasks_cmd("sync", self.course, self.assignment), run_dir)
 
     def finish(self, run_dir, jobs):
         return reports.write(self.course, self.assignment)

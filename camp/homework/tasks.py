@@ -3,7 +3,8 @@ notebook kernel, and each run has a log):
 
     python -m camp.homework.tasks release  --course C SOURCE…       nbgrader generate_assignment, then checks
     python -m camp.homework.tasks grade    --course C A [--workers N] [--force] [--student S…] [--shard I/N]
-    python -m camp.homework.tasks one      --course C A STUDENT      one submission (what `grade` runs per student)
+    python -m camp.homework.tasks one      --course C A STUDENT      one submission, in this process
+    python -m camp.homework.tasks serve    --course C A [--slot I]   a grading worker (`grade` starts N of them)
     python -m camp.homework.tasks sync     --course C A              results → the course's nbgrader gradebook.db
     python -m camp.homework.tasks feedback --course C A              nbgrader generate_feedback (HTML per student)
 """
@@ -157,11 +158,11 @@ def feedback(course: Course, assignment: str) -> int:
 
 # ------------------------------------------------------------------------------------------ the command
 def main(argv: list[str] | None = None) -> int:
-    from camp.homework.grading import Limits, batch, grade_one, pending
+    from camp.homework.grading import Limits, batch, grade_one, pending, serve
 
     p = argparse.ArgumentParser(prog="python -m camp.homework.tasks")
     sub = p.add_subparsers(dest="op", required=True)
-    for name in ("release", "grade", "one", "sync", "feedback"):
+    for name in ("release", "grade", "one", "serve", "sync", "feedback"):
         s = sub.add_parser(name)
         s.add_argument("--course", required=True)
         if name == "release":
@@ -170,14 +171,16 @@ def main(argv: list[str] | None = None) -> int:
             s.add_argument("assignment")
         if name == "one":
             s.add_argument("student")
+        if name in ("one", "serve"):
             s.add_argument("--slot", type=int, default=0)
-        if name in ("one", "grade"):
+        if name in ("one", "grade", "serve"):
             s.add_argument("--limits", default="{}")
         if name == "grade":
             s.add_argument("--workers", type=int, default=1)
             s.add_argument("--force", action="store_true")
             s.add_argument("--student", action="append", default=[])
             s.add_argument("--shard", default=None)
+            s.add_argument("--sync", action="store_true")
     args = p.parse_args(argv)
     # nbgrader runs `alembic` (its gradebook's schema tool) by name: this env's bin must come first on PATH
     bindir = str(Path(sys.executable).parent)
@@ -192,7 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.op == "grade":
             shard = tuple(int(x) for x in args.shard.split("/")) if args.shard else None
             todo = pending(course, args.assignment, force=args.force, students=args.student, shard=shard)
-            batch(course, args.assignment, todo, Limits(**json.loads(args.limits)), workers=args.workers)
+            batch(course, args.assignment, todo, Limits(**json.loads(args.limits)), workers=args.workers,
+                  sync=args.sync)
+        elif args.op == "serve":
+            serve(course, args.assignment, Limits(**json.loads(args.limits)), args.slot)
         elif args.op == "sync":
             print(f"synced {sync(course, args.assignment)} results", flush=True)
         elif args.op == "feedback":

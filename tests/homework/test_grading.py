@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 SAMPLE = ROOT / "assets" / "homework" / "sample"
 LIMITS = {"cell_timeout": 8, "time_limit": 120, "scratch_mb": 32}
 # Text that exists only in the solutions and in the hidden tests of the sample.
-SOLUTION_TEXT = ["isspace", "zip(predictions, answers)", 'record["system"]', "批处理"]
+SOLUTION_TEXT = ["isspace", "zip(predictions, answers, strict=True)", 'record["system"]', "批处理"]
 HIDDEN_TEXT = ["BEGIN HIDDEN", "书生·浦语 InternLM2", "a\\tb\\nc  d", "你是书生", "accuracy(*bad)"]
 
 
