@@ -94,8 +94,8 @@ def tasks_of(nb: dict) -> list[tuple[int, Task]]:
         if kind == "solution" and cell.get("cell_type") != "code":
             raise CampError(f"cell {i}: hw:solution goes on a code cell (written answers: hw:answer=N)")
         if kind in ("solution", "answer") and (SOLUTION[0] not in src or SOLUTION[1] not in src):
-            raise CampError(f"cell {i} ({grade_id}): put the reference answer between {SOLUTION[0]!r} and "
-                            f"{SOLUTION[1]!r} — the student's copy gets a stub there")
+            raise CampError(f"cell {i} ({grade_id}): put the reference answer between '### BEGIN SOLUTION' and "
+                            f"'### END SOLUTION' lines — the student's copy gets a stub there")
         if kind != "tests" and HIDDEN[0] in src:
             raise CampError(f"cell {i} ({grade_id}): hidden tests belong in a hw:tests cell only")
         if kind in ("tests", "readonly") and SOLUTION[0] in src:

@@ -152,10 +152,13 @@ def _autograde(work: Path, assignment: str, student: str, limits: Limits, runtim
     print(log, outcome.get("error") or "", sep="\n", flush=True)  # the worker's log (.camp/logs/…)
     result = read_scores(course, assignment, student)
     if not outcome.get("success") or not result["tasks"]:
-        result.update(status="failed", score=0.0,
-                      reason="nbgrader autograde failed: " + _last_error(log + "\n" + (outcome.get("error") or "")))
+        if not result["tasks"]:
+            result.update(_zero_tasks(course, assignment, db=course.db))
         for task in result["tasks"]:
-            task["score"] = 0.0
+            if task["kind"] == "tests":
+                task["score"] = 0.0
+        result.update(totals(result["tasks"]), status="failed",
+                      reason="nbgrader autograde failed: " + _last_error(log + "\n" + (outcome.get("error") or "")))
     return result
 
 
@@ -195,16 +198,20 @@ def read_scores(course: Course, assignment: str, student: str) -> dict:
             errors, nb_notes = _errors(graded_dir / f"{nb.name}.ipynb")
             notes += nb_notes
             for g in nb.grades:
-                kind = "tests" if g.cell.cell_type == "code" and not g.needs_manual_grade else (
-                    "answer" if g.needs_manual_grade else "tests")
-                tasks.append({"notebook": nb.name, "name": g.name, "max": g.max_score, "kind": kind,
-                              "score": None if g.needs_manual_grade and g.auto_score is None else (g.auto_score or 0.0),
-                              "needs_manual_grade": bool(g.needs_manual_grade), "reason": errors.get(g.name)})
-    auto = [t for t in tasks if not t["needs_manual_grade"]]
-    return {"status": "graded", "tasks": tasks, "notes": notes, "reason": None,
-            "score": round(sum(t["score"] or 0.0 for t in auto), 4), "max_score": sum(t["max"] for t in tasks),
-            "auto_max": sum(t["max"] for t in auto), "manual_pending": sum(t["max"] for t in tasks
-                                                                             if t["needs_manual_grade"])}
+                manual = bool(g.needs_manual_grade)
+                tasks.append({"notebook": nb.name, "name": g.name, "max": g.max_score,
+                              "kind": "answer" if g.cell.cell_type == "markdown" else "tests",
+                              "score": None if manual and g.auto_score is None else (g.auto_score or 0.0),
+                              "needs_manual_grade": manual, "reason": errors.get(g.name)})
+    return {"status": "graded", "tasks": tasks, "notes": notes, "reason": None, **totals(tasks)}
+
+
+def totals(tasks: list[dict]) -> dict:
+    """score: every point known so far; auto_max: what the autograder can give; manual_pending: points a TA
+    still has to grade (written answers)."""
+    return {"score": round(sum(t["score"] or 0.0 for t in tasks), 4), "max_score": sum(t["max"] for t in tasks),
+            "auto_max": sum(t["max"] for t in tasks if t["kind"] == "tests"),
+            "manual_pending": sum(t["max"] for t in tasks if t["needs_manual_grade"])}
 
 
 def _errors(path: Path) -> tuple[dict[str, str], list[str]]:
@@ -421,20 +428,18 @@ def _child(course: Course, assignment: str, student: str, limits: Limits, slot: 
             os._exit(code)
 
 
-def _zero_tasks(course: Course, assignment: str) -> dict:
+def _zero_tasks(course: Course, assignment: str, db: Path | None = None) -> dict:
     from nbgrader.api import Gradebook
 
     tasks = []
-    with Gradebook(f"sqlite:///{course.snapshot_path(assignment)}") as gb:
+    with Gradebook(f"sqlite:///{db or course.snapshot_path(assignment)}") as gb:
         for nb in gb.find_assignment(assignment).notebooks:
             for cell in nb.grade_cells:
                 manual = cell.cell_type == "markdown"
                 tasks.append({"notebook": nb.name, "name": cell.name, "max": cell.max_score,
                               "kind": "answer" if manual else "tests", "score": None if manual else 0.0,
                               "needs_manual_grade": manual, "reason": None})
-    auto = [t for t in tasks if not t["needs_manual_grade"]]
-    return {"tasks": tasks, "max_score": sum(t["max"] for t in tasks), "auto_max": sum(t["max"] for t in auto),
-            "manual_pending": sum(t["max"] for t in tasks if t["needs_manual_grade"])}
+    return {"tasks": tasks, **totals(tasks)}
 
 
 def _kill(proc: subprocess.Popen) -> None:

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import shutil
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -72,14 +73,14 @@ def release(course: Course, sources: list[Path]) -> list[str]:
                 if f.is_file() and f.suffix != ".ipynb" and not any(p.startswith(".") for p in rel.parts):
                     (target / rel).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(f, target / rel)
-        # the released gradebook (nobody in it) that every submission is graded against, then the course's own
+        _check(_api(course).generate_assignment(aid, force=True, create=True), f"nbgrader generate_assignment {aid}")
+        # the gradebook as released: every submission is graded against its own copy of it (the sandboxed kernel
+        # never sees it; only the grader reads it)
         snapshot = course.snapshot_path(aid)
         snapshot.parent.mkdir(parents=True, exist_ok=True)
         fresh = snapshot.with_name(f".{snapshot.name}.tmp")
-        fresh.unlink(missing_ok=True)
-        _check(_api(course, f"sqlite:///{fresh}").generate_assignment(aid, force=True, create=True),
-               f"nbgrader generate_assignment {aid}")
-        _check(_api(course).generate_assignment(aid, force=True, create=True), f"nbgrader generate_assignment {aid}")
+        with sqlite3.connect(course.db) as src, sqlite3.connect(fresh) as dst:
+            src.backup(dst)  # a consistent copy, even of a database someone is writing
         fresh.replace(snapshot)
         for nb in sorted((course.release_dir / aid).glob("*.ipynb")):
             _finish_release(nb, aid)
