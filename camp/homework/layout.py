@@ -111,9 +111,12 @@ class Course:
         found = self.assignments()
         if len(found) == 1:
             return found[0]
+        if not found:
+            raise CampError(t(f"{self.root} 里还没有发布的作业 — 先运行 `camp homework release`",
+                              f"nothing is released in {self.root} — run `camp homework release` first"))
         raise CampError(t(
-            f"{self.root} 里有 {len(found)} 个已发布的作业（{', '.join(found) or '无'}）— 请指定一个作业名",
-            f"{self.root} has {len(found)} released assignments ({', '.join(found) or 'none'}) — name one"))
+            f"{self.root} 里有 {len(found)} 个已发布的作业（{', '.join(found)}）— 请指定一个作业名",
+            f"{self.root} has {len(found)} released assignments ({', '.join(found)}) — name one"))
 
     def submissions(self, assignment: str) -> list[str]:
         """Students with a submission of `assignment`, sorted."""

@@ -54,6 +54,9 @@ class Gradebook:
 
 
 def build(course: Course, assignment: str) -> Gradebook:
+    from camp.runtime import markers
+
+    manual = markers.read_json(course.camp_dir / "manual" / f"{assignment}.json")  # formgrader's, via sync
     rows, tasks = [], {}
     for student in course.submissions(assignment):
         r = result_for(course, assignment, student)
@@ -65,14 +68,19 @@ def build(course: Course, assignment: str) -> Gradebook:
         reasons = list(r.get("notes") or [])
         if r.get("reason"):
             reasons.insert(0, r["reason"])
+        pending_points = float(r.get("manual_pending") or 0)
         for task in r.get("tasks", []):
             tasks.setdefault(task["name"], task["max"])
             per[task["name"]] = task["score"]
+            hand = manual.get(student, {}).get(task["name"])
+            if hand is not None:
+                per[task["name"]] = hand
+                pending_points -= task["max"] if task["needs_manual_grade"] else 0
             if task.get("reason") and not task["needs_manual_grade"]:
                 reasons.append(f"{task['name']}: {task['reason']}")
-        rows.append({"student": student, "status": r.get("status", "graded"), "score": float(r.get("score") or 0),
-                     "max": float(r.get("auto_max") or 0), "tasks": per,
-                     "needs_manual": float(r.get("manual_pending") or 0), "reasons": reasons})
+        rows.append({"student": student, "status": r.get("status", "graded"),
+                     "score": float(sum(v or 0.0 for v in per.values())), "max": float(r.get("max_score") or 0),
+                     "tasks": per, "needs_manual": max(0.0, pending_points), "reasons": reasons})
     maximum = max((r["max"] for r in rows), default=0.0)
     for r in rows:
         r["max"] = r["max"] or maximum

@@ -192,7 +192,11 @@ def gradebook(assignment: str | None = None, *, course=None, sync: bool = True, 
     is brought up to date first (results graded elsewhere — other machines, shards — included)."""
     course = _course(course)
     assignment = course.pick_assignment(assignment)
-    if sync:
+    from camp.homework.tasks import in_sync
+
+    # formgrader's hand-entered scores come in through the sync too: run it unless nothing changed on either side
+    if sync and not (in_sync(course, assignment) and course.db.stat().st_mtime_ns
+                     <= (course.camp_dir / "manual" / f"{assignment}.synced.json").stat().st_mtime_ns):
         from camp.runtime.stage import run_step
 
         run_step(_step("homework sync", _tasks_cmd("sync", course, assignment), course.camp_dir / "runs" / "sync"),

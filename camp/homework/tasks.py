@@ -113,20 +113,23 @@ def _finish_release(path: Path, aid: str) -> None:
 
 # ------------------------------------------------------------------------------------------ sync, feedback
 def sync(course: Course, assignment: str) -> int:
-    """Copy every result into the course's gradebook.db (nbgrader's formgrader and feedback read it)."""
+    """Copy every result into the course's gradebook.db (nbgrader's formgrader and feedback read it), and the
+    scores TAs entered there by hand (formgrader) out into `.camp/manual/<assignment>.json` for the report."""
     from nbgrader.api import Gradebook, MissingEntry
 
     from camp.homework.grading import result_for
+    from camp.runtime import markers
 
-    n = 0
+    n, manual, seen = 0, {}, {}
     with Gradebook(course.db_url) as gb:
         for student in course.submissions(assignment):
             r = result_for(course, assignment, student)
             if not r:
                 continue
+            seen[student] = course.result_path(assignment, student).stat().st_mtime_ns
             gb.update_or_create_student(student)
             ts = (course.submitted / student / assignment / "timestamp.txt")
-            kwargs = {"timestamp": ts.read_text().strip()} if ts.is_file() else {}
+            kwargs = {"timestamp": ts.read_text().strip()} if ts.is_file() and ts.read_text().strip() else {}
             gb.update_or_create_submission(assignment, student, **kwargs)
             for task in r.get("tasks", []):
                 try:
@@ -134,10 +137,30 @@ def sync(course: Course, assignment: str) -> int:
                 except MissingEntry:
                     continue
                 grade.auto_score = task["score"]
-                grade.needs_manual_grade = bool(task["needs_manual_grade"])
+                if grade.manual_score is None:  # a TA's grade stands
+                    grade.needs_manual_grade = bool(task["needs_manual_grade"])
+                else:
+                    manual.setdefault(student, {})[task["name"]] = grade.manual_score
             gb.db.commit()
             n += 1
+    folder = course.camp_dir / "manual"
+    folder.mkdir(parents=True, exist_ok=True)
+    markers.write_json(folder / f"{assignment}.json", manual)
+    markers.write_json(folder / f"{assignment}.synced.json", seen)
     return n
+
+
+def in_sync(course: Course, assignment: str) -> bool:
+    """Whether gradebook.db already holds every result as it is now (nothing graded since the last sync)."""
+    from camp.runtime import markers
+
+    seen = markers.read_json(course.camp_dir / "manual" / f"{assignment}.synced.json")
+    now = {}
+    for student in course.submissions(assignment):
+        path = course.result_path(assignment, student)
+        if path.is_file():
+            now[student] = path.stat().st_mtime_ns
+    return bool(now) and now == seen
 
 
 def feedback(course: Course, assignment: str) -> int:
