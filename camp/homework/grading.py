@@ -67,7 +67,7 @@ def grade_one(course: Course, assignment: str, student: str, limits: Limits, *, 
     grading = course.camp_dir / "grading" / assignment
     grading.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"{student}.tmp-{os.getpid()}-", dir=grading))
-    runtime = Path(tempfile.mkdtemp(prefix="camp-hw-", dir="/tmp"))  # short: Unix socket paths are limited
+    runtime = Path(tempfile.mkdtemp(prefix=f"camp-hw-{os.getpid()}-", dir="/tmp"))  # short: socket paths are limited
     try:
         shutil.copyfile(course.snapshot_path(assignment), work / "gradebook.db")
         shutil.copytree(course.source / assignment, work / "source" / assignment)
@@ -262,36 +262,37 @@ def batch(course: Course, assignment: str, students: list[str], limits: Limits, 
     total = len(students)
     print(f"[grade] 0/{total} {assignment}", file=out, flush=True)
 
+    workers_by_slot: dict[int, _Worker] = {}
+
     def lane(slot: int) -> None:
-        worker = None
-        try:
-            while True:
-                with lock:
-                    if not queue:
-                        return
-                    student = queue.pop()
-                if worker is None or not worker.alive():
-                    worker = _Worker(course, assignment, limits, slot)
-                result = worker.grade(student)
-                with lock:
-                    done.append(result)
-                    print(f"[grade] {len(done)}/{total} {student} {result.get('status')} "
-                          f"{result.get('score', 0):g}/{result.get('auto_max', 0):g} "
-                          f"({result.get('seconds', 0):.1f} s)", file=out, flush=True)
-        finally:
-            if worker is not None:
-                worker.close()
+        while True:
+            with lock:
+                if not queue:
+                    return
+                student = queue.pop()
+            worker = workers_by_slot.get(slot)
+            if worker is None or not worker.alive():
+                worker = workers_by_slot[slot] = _Worker(course, assignment, limits, slot)
+            result = worker.grade(student)
+            with lock:
+                done.append(result)
+                print(f"[grade] {len(done)}/{total} {student} {result.get('status')} "
+                      f"{result.get('score', 0):g}/{result.get('auto_max', 0):g} "
+                      f"({result.get('seconds', 0):.1f} s)", file=out, flush=True)
 
     lanes = [threading.Thread(target=lane, args=(slot,), daemon=True) for slot in range(max(1, min(workers, total)))]
-    for th in lanes:
-        th.start()
-    for th in lanes:
-        th.join()
-    if sync:
-        worker = _Worker(course, assignment, limits, 0)
-        try:
+    try:
+        for th in lanes:
+            th.start()
+        for th in lanes:
+            th.join()
+        if sync:  # in a worker that has nbgrader imported already
+            worker = next((w for w in workers_by_slot.values() if w.alive()), None)
+            if worker is None:
+                worker = workers_by_slot[-1] = _Worker(course, assignment, limits, 0)
             print(f"[sync] {worker.call('sync')}", file=out, flush=True)
-        finally:
+    finally:
+        for worker in workers_by_slot.values():
             worker.close()
     return done
 
@@ -450,12 +451,12 @@ def _kill(proc: subprocess.Popen) -> None:
 
 
 def _clean_leftovers(folder: Path) -> None:
-    """Work folders of graders that are gone (a killed batch): `<student>.tmp-<pid>-…`."""
-    if not folder.is_dir():
-        return
-    for tmp in folder.glob("*.tmp-*"):
+    """Work folders of graders that are gone (a killed batch): `<student>.tmp-<pid>-…`, `/tmp/camp-hw-<pid>-…`."""
+    found = [(tmp, tmp.name.split(".tmp-", 1)[1]) for tmp in folder.glob("*.tmp-*")] if folder.is_dir() else []
+    found += [(tmp, tmp.name[len("camp-hw-"):]) for tmp in Path("/tmp").glob("camp-hw-*-*")]
+    for tmp, rest in found:
         try:
-            pid = int(tmp.name.split(".tmp-", 1)[1].split("-")[0])
+            pid = int(rest.split("-")[0])
             os.kill(pid, 0)
             continue
         except (ValueError, IndexError, ProcessLookupError):
