@@ -27,8 +27,9 @@ from camp.runtime import config
 from camp.runtime.errors import CampError
 from camp.runtime.i18n import t
 
-# Student and assignment ids become folder names and gradebook keys: keep them to safe, portable characters.
-ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Student and assignment ids become folder names and gradebook keys: keep them to safe, portable characters
+# (`@` too: JupyterHub user names, which nbgrader's own exchange uses as student ids, may be e-mail addresses).
+ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 MANIFEST = "manifest.json"
 FORMAT = "camp-homework-1"
 
@@ -36,8 +37,8 @@ FORMAT = "camp-homework-1"
 def check_id(value: str, what: str) -> str:
     if not isinstance(value, str) or not ID.match(value) or value.endswith(".") or ".." in value:
         raise CampError(t(
-            f"{what} {value!r} 不合法：只能用字母、数字、`_`、`-`、`.`，以字母或数字开头，最长 64 个字符",
-            f"{what} {value!r} is not valid: use letters, digits, `_`, `-`, `.`, starting with a letter or digit, "
+            f"{what} {value!r} 不合法：只能用字母、数字、`_`、`-`、`.`、`@`，以字母或数字开头，最长 64 个字符",
+            f"{what} {value!r} is not valid: use letters, digits, `_`, `-`, `.`, `@`, starting with a letter or digit, "
             f"at most 64 characters"))
     return value
 

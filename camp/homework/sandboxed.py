@@ -147,7 +147,8 @@ class HideHiddenTests(NbGraderPreprocessor):
                 elif not hiding:
                     kept.append(line)
             cell.source = "\n".join(kept)
-            for out in cell.get("outputs", []):
-                if out.get("output_type") == "error":
-                    out["traceback"] = [f"{out.get('ename')}: {out.get('evalue')}"]
+            # only the errors' last lines stay: any other output could echo the hidden code
+            cell.outputs = [out for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+            for out in cell.outputs:
+                out["traceback"] = [f"{out.get('ename')}: {out.get('evalue')}"]
         return cell, resources
