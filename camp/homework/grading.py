@@ -117,6 +117,8 @@ def _autograde(work: Path, assignment: str, student: str, limits: Limits, runtim
         SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
     ]
     c.Execute.timeout = int(limits.cell_timeout)
+    # nothing in the kernel is worth a graceful goodbye once the last cell ran: kill it (saves ~2 s per submission)
+    c.Execute.shutdown_kernel = "immediate"
     c.OverwriteCells.add_missing_cells = True  # a deleted test cell is put back and run, not silently dropped
     notes = []
     for released in sorted((release / assignment).glob("*.ipynb")):
