@@ -8,7 +8,7 @@ what was graded), so a rerun skips it, a killed batch resumes, and submissions g
 array, a Kubernetes Job) merge by copying files. The course's own gradebook.db is written in one place only,
 `sync()`, by one process.
 
-`batch()` runs `python -m camp.homework.tasks one …` per submission, N at a time, each under a wall clock; a
+`batch()` imports nbgrader once and forks one child per submission, N at a time, each under a wall clock; a
 submission that crashes or hangs its grader is recorded with score 0 and the reason, and the batch goes on.
 This module imports nbgrader: it runs in those worker processes, never in a notebook kernel.
 """
@@ -19,16 +19,14 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from camp.homework.layout import Course, check_id, tree_hash
-from camp.runtime import config, guard, markers
+from camp.runtime import config, markers
 
 GRADER_VERSION = 1
 # Parallel kernels run as different unprivileged users (the process limit counts per user): slot i → BASE_UID + i.
@@ -255,98 +253,62 @@ def pending(course: Course, assignment: str, *, force: bool = False, students=No
 
 def batch(course: Course, assignment: str, students: list[str], limits: Limits, *, workers: int = 1,
           sync: bool = False, out=sys.stdout) -> list[dict]:
-    """Grade `students` with `workers` worker processes; prints one progress line per finished submission. With
-    sync, the course's gradebook.db is updated at the end (by one worker: only one process writes it)."""
+    """Grade `students`, `workers` at a time, each in a child forked from this process once nbgrader is imported
+    (imported once, not once per submission; a submission that wrecks its grader takes only its child down);
+    prints one progress line per finished submission. With sync, gradebook.db is updated at the end."""
+    import nbgrader.apps  # noqa: F401 - imported once here, inherited by every forked child
+    import nbgrader.preprocessors  # noqa: F401
+
+    import camp.homework.sandboxed  # noqa: F401
+
     _clean_leftovers(course.camp_dir / "grading" / assignment)
     queue = list(reversed(students))
-    lock = threading.Lock()
+    free = list(reversed(range(max(1, workers))))
+    running: dict[int, tuple[str, int, float, float]] = {}  # pid -> student, slot, started, deadline
     done: list[dict] = []
     total = len(students)
+    wall = limits.time_limit + 60  # the submission's own limit plus kernel start-up and nbgrader's work
     print(f"[grade] 0/{total} {assignment}", file=out, flush=True)
-
-    workers_by_slot: dict[int, _Worker] = {}
-
-    def lane(slot: int) -> None:
-        while True:
-            with lock:
-                if not queue:
-                    return
-                student = queue.pop()
-            worker = workers_by_slot.get(slot)
-            if worker is None or not worker.alive():
-                worker = workers_by_slot[slot] = _Worker(course, assignment, limits, slot)
-            result = worker.grade(student)
-            with lock:
-                done.append(result)
-                print(f"[grade] {len(done)}/{total} {student} {result.get('status')} "
-                      f"{result.get('score', 0):g}/{result.get('auto_max', 0):g} "
-                      f"({result.get('seconds', 0):.1f} s)", file=out, flush=True)
-
-    lanes = [threading.Thread(target=lane, args=(slot,), daemon=True) for slot in range(max(1, min(workers, total)))]
-    try:
-        for th in lanes:
-            th.start()
-        for th in lanes:
-            th.join()
-        if sync:  # in a worker that has nbgrader imported already
-            worker = next((w for w in workers_by_slot.values() if w.alive()), None)
-            if worker is None:
-                worker = workers_by_slot[-1] = _Worker(course, assignment, limits, 0)
-            print(f"[sync] {worker.call('sync')}", file=out, flush=True)
-    finally:
-        for worker in workers_by_slot.values():
-            worker.close()
-    return done
-
-
-class _Worker:
-    """One `python -m camp.homework.tasks serve` process: nbgrader imported once, one forked child per submission
-    (so a submission that wrecks its grader takes only that child down), under the guard (it dies with us)."""
-
-    def __init__(self, course: Course, assignment: str, limits: Limits, slot: int):
-        self.course, self.assignment = course, assignment
-        cmd = [sys.executable, "-m", "camp.homework.tasks", "serve", "--course", str(course.root), assignment,
-               "--slot", str(slot), "--limits", json.dumps(asdict(limits))]
-        env = dict(os.environ, PYTHONPATH=config.pythonpath())
-        self.proc = subprocess.Popen(guard.command(cmd), env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, start_new_session=True)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def call(self, line: str) -> str:
-        try:
-            self.proc.stdin.write(line + "\n")
-            self.proc.stdin.flush()
-            return (self.proc.stdout.readline() or "").strip()
-        except (BrokenPipeError, OSError, ValueError):
-            return ""
-
-    def grade(self, student: str) -> dict:
-        started = time.time()
-        reply = self.call(student)
-        try:
-            info = json.loads(reply) if reply else {}
-        except ValueError:
-            info = {}
-        if info.get("exit") == 0 and is_graded(self.course, self.assignment, student):
-            return result_for(self.course, self.assignment, student)
-        log = self.course.camp_dir / "logs" / self.assignment / f"{student}.log"
-        if info.get("timed_out"):
-            reason = f"grading took longer than {info.get('deadline')} s and was stopped; every task scores 0"
-        elif info:
-            reason = f"the grader exited with status {info.get('exit')}: {_last_error(_read(log))}"
+    while queue or running:
+        while queue and free:
+            student, slot = queue.pop(), free.pop()
+            log = course.camp_dir / "logs" / assignment / f"{student}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            out.flush()
+            pid = os.fork()
+            if pid == 0:
+                _child(course, assignment, student, limits, slot, log)
+            running[pid] = (student, slot, time.time(), time.monotonic() + wall)
+        pid, status = os.waitpid(-1, os.WNOHANG)
+        if not pid:
+            for child, (_, _, _, deadline) in list(running.items()):
+                if time.monotonic() > deadline:
+                    os.kill(child, signal.SIGKILL)  # its kernel goes with it (bubblewrap --die-with-parent)
+            time.sleep(0.05)
+            continue
+        if pid not in running:
+            continue
+        student, slot, started, deadline = running.pop(pid)
+        free.append(slot)
+        code = os.waitstatus_to_exitcode(status)
+        if code == 0 and is_graded(course, assignment, student):
+            result = result_for(course, assignment, student)
         else:
-            reason = "the grading worker died: " + _last_error(_read(log))
-        return failed(self.course, self.assignment, student, reason, started, log)
+            log = course.camp_dir / "logs" / assignment / f"{student}.log"
+            if code == -signal.SIGKILL and time.monotonic() > deadline:
+                reason = f"grading took longer than {wall} s and was stopped; every task scores 0"
+            else:
+                reason = f"the grader exited with status {code}: {_last_error(_read(log))}"
+            result = failed(course, assignment, student, reason, started, log)
+        done.append(result)
+        print(f"[grade] {len(done)}/{total} {student} {result.get('status')} "
+              f"{result.get('score', 0):g}/{result.get('auto_max', 0):g} ({result.get('seconds', 0):.1f} s)",
+              file=out, flush=True)
+    if sync:
+        from camp.homework.tasks import sync as sync_gradebook
 
-    def close(self) -> None:
-        try:
-            self.proc.stdin.close()
-            self.proc.wait(timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            _kill(self.proc)
-            self.proc.wait()
+        print(f"[sync] {sync_gradebook(course, assignment)} results", file=out, flush=True)
+    return done
 
 
 def _read(path: Path) -> str:
@@ -367,46 +329,6 @@ def failed(course: Course, assignment: str, student: str, reason: str, started: 
         pass
     save_result(course, result)
     return result
-
-
-def serve(course: Course, assignment: str, limits: Limits, slot: int, inp=sys.stdin, out=sys.stdout) -> None:
-    """The worker loop (see _Worker): a student id per line in, a JSON line out; 'sync' updates gradebook.db."""
-    import nbgrader.apps  # noqa: F401 - imported once here, inherited by every forked child
-    import nbgrader.preprocessors  # noqa: F401
-
-    import camp.homework.sandboxed  # noqa: F401
-
-    deadline = limits.time_limit + 60  # the submission's own limit plus kernel start-up and nbgrader's work
-    for line in inp:
-        student = line.strip()
-        if not student:
-            continue
-        if student == "sync":
-            from camp.homework.tasks import sync
-
-            print(f"synced {sync(course, assignment)} results", file=out, flush=True)
-            continue
-        log = course.camp_dir / "logs" / assignment / f"{student}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        out.flush()
-        pid = os.fork()
-        if pid == 0:  # the child: grade, its output into the submission's log
-            _child(course, assignment, student, limits, slot, log)
-        end = time.monotonic() + deadline
-        timed_out, status = False, 0
-        while True:
-            got, status = os.waitpid(pid, os.WNOHANG)
-            if got:
-                break
-            if time.monotonic() > end:
-                timed_out = True
-                os.kill(pid, signal.SIGKILL)  # its kernel goes with it (bubblewrap --die-with-parent)
-                os.waitpid(pid, 0)
-                break
-            time.sleep(0.05)
-        code = None if timed_out else os.waitstatus_to_exitcode(status)
-        print(json.dumps({"student": student, "exit": code, "timed_out": timed_out, "deadline": deadline}),
-              file=out, flush=True)
 
 
 def _child(course: Course, assignment: str, student: str, limits: Limits, slot: int, log: Path) -> None:
@@ -443,13 +365,6 @@ def _zero_tasks(course: Course, assignment: str, db: Path | None = None) -> dict
                               "kind": "answer" if manual else "tests", "score": None if manual else 0.0,
                               "needs_manual_grade": manual, "reason": None})
     return {"tasks": tasks, **totals(tasks)}
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _clean_leftovers(folder: Path) -> None:

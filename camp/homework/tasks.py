@@ -4,7 +4,6 @@ notebook kernel, and each run has a log):
     python -m camp.homework.tasks release  --course C SOURCE…       nbgrader generate_assignment, then checks
     python -m camp.homework.tasks grade    --course C A [--workers N] [--force] [--student S…] [--shard I/N]
     python -m camp.homework.tasks one      --course C A STUDENT      one submission, in this process
-    python -m camp.homework.tasks serve    --course C A [--slot I]   a grading worker (`grade` starts N of them)
     python -m camp.homework.tasks sync     --course C A              results → the course's nbgrader gradebook.db
     python -m camp.homework.tasks feedback --course C A              nbgrader generate_feedback (HTML per student)
 """
@@ -182,11 +181,11 @@ def feedback(course: Course, assignment: str) -> int:
 
 # ------------------------------------------------------------------------------------------ the command
 def main(argv: list[str] | None = None) -> int:
-    from camp.homework.grading import Limits, batch, grade_one, pending, serve
+    from camp.homework.grading import Limits, batch, grade_one, pending
 
     p = argparse.ArgumentParser(prog="python -m camp.homework.tasks")
     sub = p.add_subparsers(dest="op", required=True)
-    for name in ("release", "grade", "one", "serve", "sync", "feedback"):
+    for name in ("release", "grade", "one", "sync", "feedback"):
         s = sub.add_parser(name)
         s.add_argument("--course", required=True)
         if name == "release":
@@ -195,9 +194,9 @@ def main(argv: list[str] | None = None) -> int:
             s.add_argument("assignment")
         if name == "one":
             s.add_argument("student")
-        if name in ("one", "serve"):
+        if name == "one":
             s.add_argument("--slot", type=int, default=0)
-        if name in ("one", "grade", "serve"):
+        if name in ("one", "grade"):
             s.add_argument("--limits", default="{}")
         if name == "grade":
             s.add_argument("--workers", type=int, default=1)
@@ -221,8 +220,6 @@ def main(argv: list[str] | None = None) -> int:
             todo = pending(course, args.assignment, force=args.force, students=args.student, shard=shard)
             batch(course, args.assignment, todo, Limits(**json.loads(args.limits)), workers=args.workers,
                   sync=args.sync)
-        elif args.op == "serve":
-            serve(course, args.assignment, Limits(**json.loads(args.limits)), args.slot)
         elif args.op == "sync":
             print(f"synced {sync(course, args.assignment)} results", flush=True)
         elif args.op == "feedback":
