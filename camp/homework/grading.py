@@ -10,7 +10,8 @@ array, a Kubernetes Job) merge by copying files. The course's own gradebook.db i
 
 `batch()` imports nbgrader once and forks one child per submission, N at a time, each under a wall clock; a
 submission that crashes or hangs its grader is recorded with score 0 and the reason, and the batch goes on.
-This module imports nbgrader: it runs in those worker processes, never in a notebook kernel.
+This module imports nbgrader: it runs in the grading process (a subprocess of the stage), never in a
+notebook kernel.
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ def _autograde(work: Path, assignment: str, student: str, limits: Limits, runtim
             else:
                 os.environ[k] = v
     log = outcome.get("log") or ""
-    print(log, outcome.get("error") or "", sep="\n", flush=True)  # the worker's log (.camp/logs/…)
+    print(log, outcome.get("error") or "", sep="\n", flush=True)  # the submission's log (.camp/logs/…)
     result = read_scores(course, assignment, student)
     if not outcome.get("success") or not result["tasks"]:
         if not result["tasks"]:
@@ -341,7 +342,7 @@ def _child(course: Course, assignment: str, student: str, limits: Limits, slot: 
         sys.stderr = os.fdopen(2, "w", buffering=1)
         grade_one(course, assignment, student, limits, slot=slot)
         code = 0
-    except BaseException:  # noqa: BLE001 - whatever happens, the child exits and the worker reports it
+    except BaseException:  # noqa: BLE001 - whatever happens, the child exits and the batch reports it
         import traceback
 
         traceback.print_exc()
