@@ -39,6 +39,10 @@ CHAIN: tuple[Link, ...] = (
          ("serve", "quantize", "bench"), ("camp.serve", "camp.quantize", "camp.bench"), "LMDeploy", "lmdeploy"),
     Link("agents", "Lagent ReAct agents: tools, a custom tool, the sandbox, agent fine-tuning", "camp.agents",
          "05_agents_lagent", ("agent",), ("camp.agent", "camp.tool"), "Lagent"),
+    Link("homework", "homework on nbgrader: release, submit, collect, sandboxed grading, feedback, gradebook",
+         "camp.homework", None, ("homework",),
+         ("camp.homework.release", "camp.homework.submit", "camp.homework.collect", "camp.homework.grade",
+          "camp.homework.feedback", "camp.homework.gradebook", "camp.homework.mark"), "nbgrader"),
 )
 
 

@@ -208,6 +208,53 @@ def _tiny(sub) -> None:
     t.set_defaults(func=_handler("camp.models.tiny:cli_tiny"))
 
 
+def _homework(sub) -> None:
+    hw = sub.add_parser("homework", help="homework on nbgrader: mark, release, submit, collect, grade (sandboxed), "
+                        "feedback, gradebook")
+    hsub = hw.add_subparsers(dest="homework_command", metavar="ACTION", required=True)
+
+    def course_arg(p):
+        p.add_argument("--course", default=None, help="the course folder (default: $CAMP_HOMEWORK or "
+                       "$CAMP_HOME/homework)")
+
+    m = hsub.add_parser("mark", help="author: write nbgrader metadata from hw:* cell tags (see docs/homework.md)")
+    m.add_argument("notebooks", nargs="+")
+    m.add_argument("--check", action="store_true", help="only check the tags, write nothing")
+    r = hsub.add_parser("release", help="TA: the student versions (nbgrader generate_assignment)")
+    r.add_argument("sources", nargs="*", help="source notebooks or assignment folders (default: lessons with "
+                   "exercises)")
+    course_arg(r)
+    s = hsub.add_parser("submit", help="student: pack the executed notebook into one file with a manifest")
+    s.add_argument("notebook")
+    s.add_argument("--student", required=True, help="your student id")
+    s.add_argument("--assignment", default=None, help="default: from the notebook")
+    s.add_argument("-o", "--output", default=None, help="a folder or .zip path (default: here)")
+    c = hsub.add_parser("collect", help="TA: import a folder of submissions (zips or notebooks)")
+    c.add_argument("folder")
+    c.add_argument("--assignment", default=None)
+    course_arg(c)
+    g = hsub.add_parser("grade", help="TA: autograde in the sandbox, N at a time; skips graded ones")
+    g.add_argument("assignment", nargs="?", default=None)
+    g.add_argument("--workers", "-j", type=int, default=1)
+    g.add_argument("--force", action="store_true", help="grade again even if graded")
+    g.add_argument("--student", action="append", default=[], help="only this student (repeatable)")
+    g.add_argument("--shard", default=None, metavar="I/N", help="only every N-th submission from the I-th "
+                   "(0-based): one task of a Slurm array or Kubernetes indexed Job")
+    g.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell (default 30)")
+    g.add_argument("--time-limit", type=int, default=None, help="seconds per submission (default 300)")
+    g.add_argument("--memory-mb", type=int, default=None, help="kernel memory limit (default 2048)")
+    g.add_argument("--allow-read", action="append", default=[], help="a path the kernel may read (models…)")
+    g.add_argument("--no-sandbox", action="store_true", help="trusted notebooks only (e.g. the solutions)")
+    course_arg(g)
+    f = hsub.add_parser("feedback", help="TA: nbgrader HTML feedback per student")
+    f.add_argument("assignment", nargs="?", default=None)
+    course_arg(f)
+    b = hsub.add_parser("gradebook", help="TA: CSV + HTML report (per-task scores, distribution chart)")
+    b.add_argument("assignment", nargs="?", default=None)
+    course_arg(b)
+    hw.set_defaults(func=_handler("camp.homework.stage:cli_homework"))
+
+
 ROUTES = {
     "doctor": _doctor,
     "models": _models,
@@ -224,6 +271,7 @@ ROUTES = {
     "bench": _bench,
     "agent": _agent,
     "tiny": _tiny,
+    "homework": _homework,
 }
 
 

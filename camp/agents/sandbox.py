@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
-__all__ = ["SandboxResult", "run_python", "backend", "SANDBOX_DIR", "INSTALL_HINT"]
+__all__ = ["SandboxResult", "run_python", "command", "backend", "SANDBOX_DIR", "INSTALL_HINT"]
 
 # Where the code's private working folder appears inside the sandbox.
 SANDBOX_DIR = "/sandbox"
@@ -113,8 +113,11 @@ def run_python(
                 os.chown(p, NOBODY, NOBODY, follow_symlinks=False)
         limits = _limits(timeout, memory_mb, max_procs)
         if kind == "bubblewrap":
+            # -E -s: ignore PYTHON* variables and the user site; unlike -I it keeps /sandbox on sys.path, so the
+            # code can import modules it wrote itself.
             argv = _bwrap_argv(
-                interpreter, work, script, limits, network=network, drop=drop, memory_mb=memory_mb
+                interpreter.roots, work, [interpreter.executable, "-E", "-s", script], limits, network=network,
+                drop=drop, memory_mb=memory_mb,
             )
             cwd = str(run_dir)
         else:
@@ -135,6 +138,45 @@ def run_python(
         return result
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def command(
+    argv: list[str],
+    *,
+    python: str | os.PathLike | None = None,
+    timeout: float = 60.0,
+    memory_mb: int = 2048,
+    max_procs: int = 64,
+    read_only: dict[str, str] | None = None,
+    writable: list[str] | None = None,
+    scratch_mb: int = TMP_LIMIT_MB,
+    env: dict[str, str] | None = None,
+    uid: int = NOBODY,
+) -> list[str]:
+    """The full command line that runs `argv` sandboxed, for a caller that starts (or execs) it itself — a Jupyter
+    kernel, say. Same isolation and limits as run_python (CPU time `timeout` is the only clock: the caller keeps
+    its own wall clock), except that the working folder `/sandbox` is a private tmpfs of `scratch_mb`.
+
+    `read_only` maps host paths to where they appear inside (files or trees, e.g. inputs under /sandbox);
+    `writable` host folders appear at the same path and are handed to the sandbox's user (when camp runs as root
+    the code runs as `uid`: give parallel sandboxes different uids, the process limit counts per uid). `python`'s
+    prefix is bound read-only so argv can start it. Needs bubblewrap (backend() == "bubblewrap").
+    """
+    from camp.runtime.errors import CampError
+
+    if backend() != "bubblewrap":
+        raise CampError("sandbox.command needs bubblewrap — " + INSTALL_HINT)
+    if timeout <= 0 or memory_mb <= 0 or max_procs <= 0 or scratch_mb <= 0:
+        raise CampError("sandbox limits must be positive — pass timeout, memory_mb, max_procs, scratch_mb > 0")
+    roots = _interpreter(str(python or sys.executable)).roots
+    drop = os.geteuid() == 0
+    for folder in writable or []:
+        if drop:
+            os.chown(folder, uid, uid)
+    return _bwrap_argv(
+        roots, None, list(argv), _limits(timeout, memory_mb, max_procs), network=False, drop=drop,
+        memory_mb=memory_mb, read_only=read_only, writable=writable, scratch_mb=scratch_mb, env=env, uid=uid,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -192,14 +234,19 @@ def _limits(timeout: float, memory_mb: int, max_procs: int) -> list[str]:
 
 
 def _bwrap_argv(
-    interp: _Interpreter,
-    work: Path,
-    script: str,
+    roots: tuple[str, ...],
+    work: Path | None,
+    cmd: list[str],
     limits: list[str],
     *,
     network: bool,
     drop: bool,
     memory_mb: int,
+    read_only: dict[str, str] | None = None,
+    writable: list[str] | None = None,
+    scratch_mb: int = TMP_LIMIT_MB,
+    env: dict[str, str] | None = None,
+    uid: int = NOBODY,
 ) -> list[str]:
     argv = ["prlimit", *limits, "--", "bwrap"]
     if drop:
@@ -211,7 +258,7 @@ def _bwrap_argv(
     else:
         argv += ["--unshare-all", "--disable-userns"] + (["--share-net"] if network else [])
     argv += ["--die-with-parent", "--new-session", "--clearenv"]
-    for key, value in _env(None).items():
+    for key, value in {**_env(None), **(env or {})}.items():
         argv += ["--setenv", key, value]
     argv += ["--ro-bind", "/usr", "/usr"]
     for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
@@ -237,28 +284,39 @@ def _bwrap_argv(
     ]
     # bwrap creates missing parents of mount points 0700 when privileged: make them traversable for uid 65534.
     made: set[str] = {"/", "/usr", "/tmp", "/proc", "/dev"}
-    for root in interp.roots:
-        for parent in reversed(PurePosixPath(root).parents):
+
+    def parents(path: str) -> list[str]:
+        out = []
+        for parent in reversed(PurePosixPath(path).parents):
             if str(parent) not in made:
                 made.add(str(parent))
-                argv += ["--perms", "0755", "--dir", str(parent)]
-        argv += ["--ro-bind", root, root]
-    argv += ["--bind", str(work), SANDBOX_DIR, "--chdir", SANDBOX_DIR]
+                out += ["--perms", "0755", "--dir", str(parent)]
+        return out
+
+    for root in roots:
+        argv += [*parents(root), "--ro-bind", root, root]
+    if work is not None:
+        argv += ["--bind", str(work), SANDBOX_DIR]
+    else:  # a private scratch folder in RAM, its size capped: filling it fails with "No space left on device"
+        argv += ["--perms", "0777", "--size", str(scratch_mb << 20), "--tmpfs", SANDBOX_DIR]
+        made.add(SANDBOX_DIR)
+    for folder in writable or []:
+        argv += [*parents(folder), "--bind", folder, folder]
+    for host, inside in (read_only or {}).items():
+        argv += [*parents(inside), "--ro-bind", host, inside]
+    argv += ["--chdir", SANDBOX_DIR]
     if drop:
         argv += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         argv += [
             "setpriv",
-            f"--reuid={NOBODY}",
-            f"--regid={NOBODY}",
+            f"--reuid={uid}",
+            f"--regid={uid}",
             "--clear-groups",
             "--inh-caps=-all",
             "--bounding-set=-all",
             "--",
         ]
-    # -E -s: ignore PYTHON* variables and the user site; unlike -I it keeps /sandbox on sys.path, so the code can
-    # import modules it wrote itself.
-    argv += [interp.executable, "-E", "-s", script]
-    return argv
+    return argv + cmd
 
 
 def _env(home: Path | None) -> dict[str, str]:

@@ -137,3 +137,37 @@ def test_bad_file_name_is_a_user_error():
 
     with pytest.raises(CampError, match="relative path"):
         sandbox.run_python("pass", files={"../escape.txt": "x"})
+
+
+def test_command_binds_only_what_it_is_given(tmp_path):
+    """sandbox.command: a whole command (here a Python one-liner) with a read-only input, a writable folder, a
+    capped scratch folder as /sandbox; the rest of the host's files stay invisible."""
+    import subprocess
+    import sys
+
+    (tmp_path / "data.csv").write_text("a,b\n")
+    (tmp_path / "secret.txt").write_text("SECRET")
+    out = tmp_path / "out"
+    out.mkdir()
+    code = (
+        "import os\n"
+        "print(open('/sandbox/in/data.csv').read().strip())\n"
+        f"open({str(out / 'ok.txt')!r}, 'w').write('written')\n"
+        f"for p in [{str(tmp_path / 'secret.txt')!r}, {str(tmp_path / 'data.csv')!r}]:\n"
+        "    print('visible' if os.path.exists(p) else 'hidden')\n"
+        "try:\n"
+        "    open('/sandbox/in/data.csv', 'w')\n"
+        "except OSError as exc:\n"
+        "    print('read-only', exc.errno)\n"
+        "try:\n"
+        "    with open('/sandbox/big', 'wb') as f:\n"
+        "        [f.write(b'x' * (1 << 20)) for _ in range(64)]\n"
+        "except OSError as exc:\n"
+        "    print('full', exc.errno)\n"
+    )
+    argv = sandbox.command([sys.executable, "-c", code], read_only={str(tmp_path / "data.csv"): "/sandbox/in/data.csv"},
+                           writable=[str(out)], scratch_mb=16, timeout=30)
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:5] == ["a,b", "hidden", "hidden", "read-only 30", "full 28"], r.stdout
+    assert (out / "ok.txt").read_text() == "written"
