@@ -3,6 +3,7 @@ one) does, in this order, and the one place that does the common parts.
 
     1. validate()          everything that can be checked before anything starts: inputs, plan, machine
                            (raise CampError naming the problem and the fix — nothing is written yet)
+    (check_run_dir)        a given run folder's state, e.g. a started run resumed with other data
     2. the tool's env      ensured by ONE policy (envs.ensure): used when current, created on first use with a
                            progress bar when missing or stale, refused on a machine that cannot run it
     3. prepare(run_dir)    write the tool's config and inputs into the run folder (a student can open them and run
@@ -145,6 +146,10 @@ class Stage:
     def validate(self) -> None:
         """Check everything that can be checked before anything starts; raise CampError."""
 
+    def check_run_dir(self, run_dir: Path) -> None:
+        """Checks that need the run folder but not the tool (a started run resumed with other data): before the
+        env, so a refusal never waits for an env to be built."""
+
     def prepare(self, run_dir: Path):
         """Write the tool's config and inputs into run_dir. Return a finished result to skip the run (reuse)."""
         return None
@@ -171,8 +176,9 @@ class Stage:
     def run(self, *, run_dir=None, show=True):
         view = progress.get(show)
         self.validate()
-        ensure_env(self.env, view)
         folder = self.run_dir(run_dir)
+        self.check_run_dir(folder)
+        ensure_env(self.env, view)
         with self.lock(folder):
             reused = self.prepare(folder)
             if reused is not None:

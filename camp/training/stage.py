@@ -169,8 +169,33 @@ class FinetuneStage(Stage):
         return config.file_lock(run_dir / ".camp-finetune.lock", busy=(
             f"another camp process is fine-tuning in {run_dir} — wait for it, or use another run_dir"))
 
+    @staticmethod
+    def _started(run_dir: Path) -> bool:
+        return bool(markers.read_json(run_dir / "run.json")) and (run_dir / "config.py").is_file() and any(
+            (run_dir / "work").glob("iter_*.pth"))
+
+    def _data_text(self) -> str:
+        from camp import data
+
+        return "".join(json.dumps(data.to_xtuner(r), ensure_ascii=False) + "\n" for r in self.prep.records)
+
+    def check_run_dir(self, run_dir: Path) -> None:
+        """A started run is defined by its own config.py (the plan's memory budget, say, moves with the free RAM):
+        it resumes as it is, but different data or different explicit settings are refused."""
+        if not self._started(run_dir) or markers.read_json(run_dir / "result.json"):
+            return
+        info = markers.read_json(run_dir / "run.json")
+        asked = {"max_iters": self.max_iters, "lr": self.lr if self.lr_given else None}
+        changed = [k for k, v in asked.items() if v is not None and float(v) != float(info.get(k, v))]
+        if self.epochs is not None and self.n_iters != info.get("max_iters"):
+            changed.append("epochs")
+        if _read_text(run_dir / "data.jsonl") != self._data_text() or changed:
+            what = ", ".join(changed) or "dataset"
+            raise CampError(f"{run_dir} holds a started run with a different {what} — resume it with the same "
+                            "data and settings, or pass another run_dir")
+
     def prepare(self, run_dir: Path):
-        from camp import data, models
+        from camp import models
 
         p, prep = self.plan, self.prep
         if p.deepspeed and not envs.find_package("xtuner", "deepspeed"):
@@ -186,26 +211,15 @@ class FinetuneStage(Stage):
             raise CampError(f"an earlier training of this run is still running (pid {pid}) — wait for it to end, "
                             f"or stop it (kill {pid}), then call finetune again")
         self.base_dir = prep.base_dir or Path(models.resolve(prep.model, profile=prep.profile))
-        config_path, data_path, work_dir = run_dir / "config.py", run_dir / "data.jsonl", run_dir / "work"
-        data_text = "".join(json.dumps(data.to_xtuner(r), ensure_ascii=False) + "\n" for r in prep.records)
+        config_path, data_path = run_dir / "config.py", run_dir / "data.jsonl"
         info = markers.read_json(run_dir / "run.json")
-        if info and config_path.is_file() and any(work_dir.glob("iter_*.pth")):
-            # A started run is defined by its own config.py (the plan's memory budget, say, moves with the free
-            # RAM): keep it, but refuse different data or different explicit settings.
-            asked = {"max_iters": self.max_iters, "lr": self.lr if self.lr_given else None}
-            changed = [k for k, v in asked.items() if v is not None and float(v) != float(info.get(k, v))]
-            if self.epochs is not None and self.n_iters != info.get("max_iters"):
-                changed.append("epochs")
-            if _read_text(data_path) != data_text or changed:
-                what = ", ".join(changed) or "dataset"
-                raise CampError(f"{run_dir} holds a started run with a different {what} — resume it with the same "
-                                "data and settings, or pass another run_dir")
+        if self._started(run_dir):
             self.n_iters = int(info["max_iters"])
             self.base_dir = Path(info.get("base_dir") or self.base_dir)
             with contextlib.suppress(TypeError, KeyError):
                 self.plan = _planner.Plan(**{k: v for k, v in info["plan"].items() if k != "effective_batch"})
         else:
-            data_path.write_text(data_text, encoding="utf-8")
+            data_path.write_text(self._data_text(), encoding="utf-8")
             config_path.write_text(render_config(
                 p, model_path=self.base_dir, data_path=data_path, n_records=len(prep.records),
                 max_iters=self.n_iters, lr=self.lr, evaluation_inputs=self.questions, title=run_dir.name,
