@@ -26,6 +26,7 @@ def test_postbuild_in_a_fresh_venv_then_the_finetune_lesson_creates_its_env(tmp_
         CAMP_MODELS=str(config.models_dir()),  # the tiny model already built here: not what this test is about
         CAMP_TORCH_INDEX="",  # this machine reaches PyPI only; Binder reaches torch's CPU index
         PIP_DISABLE_PIP_VERSION_CHECK="1",
+        PIP_NO_CACHE_DIR="0",  # the wheels make test already fetched
     )
     build = subprocess.run(["bash", str(ROOT / "binder" / "postBuild")], cwd=ROOT, env=env, capture_output=True,
                            text=True, timeout=1500)

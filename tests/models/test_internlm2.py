@@ -354,7 +354,7 @@ def test_inconsistent_shapes(tmp_path, built):
 
 
 def test_crash_midway_leaves_nothing_marked_complete(tmp_path, built, monkeypatch):
-    import camp.internlm2 as m
+    import camp.models.internlm2 as m
 
     dst = tmp_path / "out"
 
@@ -430,7 +430,7 @@ def test_bin_shards_keep_dtype(tmp_path, built, normalised):
 
 
 def test_default_destination(tmp_path, monkeypatch):
-    import camp.internlm2 as m
+    import camp.models.internlm2 as m
 
     src = tmp_path / "shared" / "internlm2-chat-1_8b"
     src.mkdir(parents=True)
