@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT, subprocess_env
 
 
@@ -41,6 +43,7 @@ def test_readme_starts_with_the_two_commands_and_ci_runs_the_test_one():
     assert "set -euo pipefail" in ci
 
 
+@pytest.mark.integration  # runs the real tool (pip / ModelScope / LMDeploy's launcher / git): seconds
 def test_make_test_installs_from_nothing():
     # a dry run of the README's test command from a clean clone: it must build the envs itself
     import tempfile

@@ -15,6 +15,8 @@ from camp import agents, models, serving, training
 from camp.agents import traces as agent_data
 from camp.runtime.errors import CampError
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # XTuner + transformers serve + Lagent: minutes
+
 HELDOUT = 10
 
 

@@ -302,6 +302,7 @@ def test_hf_endpoint_unreachable_is_named(isolated, monkeypatch):
     assert str(e.value).count("127.0.0.1:") >= 2  # both hubs and why
 
 
+@pytest.mark.integration  # runs the real tool (pip / ModelScope / LMDeploy's launcher / git): seconds
 def test_real_modelscope_client_against_closed_port(isolated):
     """Past the probe, ModelScope's own client fails: still one clean line, no marker, no traceback."""
     cache = isolated / "cache"

@@ -80,6 +80,7 @@ def test_explain_pip_failure_names_package_and_reason():
     assert "numpy<2" in msg and "numpy>=2" in msg
 
 
+@pytest.mark.integration  # runs the real tool (pip / ModelScope / LMDeploy's launcher / git): seconds
 def test_create_failure_names_the_package_and_marks_nothing(camp_home, tmp_path, monkeypatch):
     reqs = tmp_path / "reqs"
     reqs.mkdir()
