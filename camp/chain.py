@@ -23,22 +23,27 @@ class Link:
 
 
 CHAIN: tuple[Link, ...] = (
-    Link("setup", "the machine, profile, environments", "camp.runtime", "00_setup",
+    Link("overview",
+         "L1: the full chain, the model family and what fits here, the decision flow, a needle in a haystack",
+         "camp.conversation.needle", "00_overview", (), ("camp.catalogue", "camp.conversation.needle.probe")),
+    Link("setup", "the machine, profile, environments", "camp.runtime", "01_setup",
          ("doctor", "env"), ("camp.doctor", "camp.profile", "camp.envs")),
-    Link("models", "the InternLM2-Chat-1.8B demo: download, chat widget, CLI, web demo", "camp.models",
-         "01_chat_demo", ("models", "download", "tiny"), ("camp.catalogue", "camp.download", "camp.resolve"),
-         "ModelScope", None),
+    Link("models", "the InternLM2-Chat-1.8B demo (every GPU profile): download, chat widget, CLI, web demo",
+         "camp.models", "02_chat_demo", ("models", "download", "tiny"),
+         ("camp.catalogue", "camp.download", "camp.resolve"), "ModelScope", None),
     Link("chat", "", "camp.conversation", None, ("chat", "webdemo"), ("camp.chat", "camp.webdemo"),
          "transformers, Streamlit"),
-    Link("finetune", "self-cognition LoRA with XTuner: data, plan, train, merge", "camp.training",
-         "02_finetune_xtuner", ("data", "finetune"), ("camp.data.self_cognition", "camp.finetune"), "XTuner",
-         "xtuner"),
-    Link("evaluate", "OpenCompass: base vs fine-tuned on the course sets", "camp.evaluation",
-         "03_evaluate_opencompass", ("eval",), ("camp.evaluate",), "OpenCompass", "opencompass"),
-    Link("deploy", "deployment: endpoint, API chat, benchmark, AWQ (CUDA)", "camp.serving", "04_deploy_lmdeploy",
-         ("serve", "quantize", "bench"), ("camp.serve", "camp.quantize", "camp.bench"), "LMDeploy", "lmdeploy"),
-    Link("agents", "Lagent ReAct agents: tools, a custom tool, the sandbox, agent fine-tuning", "camp.agents",
-         "05_agents_lagent", ("agent",), ("camp.agent", "camp.tool"), "Lagent"),
+    Link("finetune", "fine-tuning kinds, LoRA/QLoRA and their memory; self-cognition LoRA with XTuner: data, plan, "
+         "train, merge; the XTuner commands", "camp.training", "03_finetune_xtuner", ("data", "finetune"),
+         ("camp.data.self_cognition", "camp.finetune"), "XTuner", "xtuner"),
+    Link("evaluate", "gen vs ppl, objective vs subjective; OpenCompass: base vs fine-tuned on the course sets; the "
+         "command", "camp.evaluation", "04_evaluate_opencompass", ("eval",), ("camp.evaluate",), "OpenCompass",
+         "opencompass"),
+    Link("deploy", "TurboMind vs PyTorch, KV cache and W4A16 memory arithmetic; endpoint, API chat, benchmark plot, "
+         "AWQ (CUDA)", "camp.serving", "05_deploy_lmdeploy", ("serve", "quantize", "bench"),
+         ("camp.serve", "camp.quantize", "camp.bench"), "LMDeploy", "lmdeploy"),
+    Link("agents", "the ReAct loop; Lagent agents: tools, a custom tool, the sandbox, agent fine-tuning",
+         "camp.agents", "06_agents_lagent", ("agent",), ("camp.agent", "camp.tool"), "Lagent"),
 )
 
 
