@@ -152,8 +152,9 @@ def probe(model="auto", *, profile=None, lengths=None, depths=DEPTHS, seed: int 
             else:
                 prompt = haystack(length, depth, code, material=material) + "\n\n" + QUESTION
             answer = session.fork().ask(prompt).strip()
-            result.rows.append({"length": length, "depth": depth, "code": code, "found": code in answer,
+            found = re.search(rf"(?<!\d){code}(?!\d)", answer) is not None  # the number itself, not inside another
+            result.rows.append({"length": length, "depth": depth, "code": code, "found": found,
                                 "answer": answer[:80]})
-        found = sum(r["found"] for r in result.rows if r["length"] == length)
-        view.say(f"needle: length {length:,} {result.unit}: {found} of {len(depths)} found")
+        hits = sum(r["found"] for r in result.rows if r["length"] == length)
+        view.say(f"needle: length {length:,} {result.unit}: {hits} of {len(depths)} found")
     return result

@@ -16,6 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+SECRET_FLAGS = ("--api-keys", "--api-key")  # their values stay out of what a notebook shows and saves
+
+
+def _masked(argv) -> list[str]:
+    out, hide = [], False
+    for a in argv:
+        out.append("***" if hide else str(a))
+        hide = str(a) in SECRET_FLAGS
+    return out
+
+
 @dataclass
 class ToolCommand:
     step: str  # what it did: "train", "convert", "merge", "eval", "serve"
@@ -29,12 +40,12 @@ class ToolCommand:
     @property
     def ran(self) -> str:
         env = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in self.extra_env.items())
-        return (env + " " if env else "") + shlex.join(str(a) for a in self.argv)
+        return (env + " " if env else "") + shlex.join(_masked(self.argv))
 
     @property
     def by_hand(self) -> str:
         """`cd RUN_DIR && [VARS] camp env run ENV -- tool …` (paths inside the run folder made relative)."""
-        argv = [self._relative(a) for a in (self.tool_argv or self.argv)]
+        argv = [self._relative(a) for a in _masked(self.tool_argv or self.argv)]
         env = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in self.extra_env.items())
         run = f"camp env run {self.env} -- " if self.env else ""
         cd = f"cd {shlex.quote(self.cwd)} && " if self.cwd else ""

@@ -50,6 +50,10 @@ class Chart:
     def _repr_svg_(self) -> str:
         return svg_text(self.figure)
 
+    def __repr__(self) -> str:
+        title = self.figure.axes[0].get_title() if self.figure.axes else ""
+        return f"<Chart {title!r}>"
+
     def save(self, path) -> None:
         from pathlib import Path
 

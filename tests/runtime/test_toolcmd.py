@@ -72,3 +72,19 @@ def test_eval_commands_are_the_opencompass_cli(tmp_path):
     res = EvalResult(table=None, run_dir=run, config_path=run / "config.py", summary_csv=None, predictions={})
     (c,) = res.commands()
     assert c.by_hand == f"cd {run} && PYTHONPATH={run} camp env run opencompass -- opencompass config.py -w outputs --debug"
+
+
+def test_an_lmdeploy_endpoint_shows_the_api_server_command_to_run_in_the_lmdeploy_env(tmp_path):
+    from camp.serving.endpoint import Endpoint
+
+    class FakeJob:
+        cmd = ["lmdeploy", "serve", "api_server", str(tmp_path / "m"), "--server-port", "23333",
+               "--api-keys", "sk-1"]
+        env, status = "lmdeploy", "running"
+        extra_env = {"HF_HUB_OFFLINE": "1", "CAMP_SERVE_API_KEY": "sk-1"}
+
+    ep = Endpoint("http://127.0.0.1:23333/v1", "m", engine="turbomind", job=FakeJob(), folder=tmp_path / "m")
+    (c,) = ep.commands()
+    assert c.by_hand == (f"HF_HUB_OFFLINE=1 CAMP_SERVE_API_KEY='***' camp env run lmdeploy -- lmdeploy serve "
+                         f"api_server {tmp_path / 'm'} --server-port 23333 --api-keys '***'")
+    assert "sk-1" not in c.ran and "sk-1" not in str(ep.commands())
