@@ -71,7 +71,7 @@ class ServeFace:
         while more:
             message = await receive()
             if message["type"] != "http.request":
-                return await self.app(scope, _replay([message]), send)  # the client went away
+                return await self.app(scope, _replay([message], receive), send)  # the client went away
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         body = b"".join(chunks)
@@ -90,16 +90,19 @@ class ServeFace:
                     "type": "invalid_request_error", "code": "model_not_found"}})
         headers = [(k, v) for k, v in scope.get("headers") or [] if k != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode()))
-        return await self.app(dict(scope, headers=headers), _replay([{"type": "http.request", "body": body}]), send)
+        return await self.app(dict(scope, headers=headers), _replay([{"type": "http.request", "body": body}], receive),
+                              send)
 
 
-def _replay(messages):
+def _replay(messages, then):
+    """The messages already read, then the real channel: a streaming response watches it for the client's
+    disconnect, so answering "disconnected" right after the body would cancel every stream at once."""
     pending = list(messages)
 
     async def receive():
         if pending:
             return pending.pop(0)
-        return {"type": "http.disconnect"}
+        return await then()
 
     return receive
 
