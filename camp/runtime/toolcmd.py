@@ -15,7 +15,6 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 SECRET_FLAGS = ("--api-keys", "--api-key")  # their values stay out of what a notebook shows and saves
 
 
