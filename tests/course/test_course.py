@@ -25,7 +25,7 @@ def lessons(tmp_path, monkeypatch):
     nbformat.write(good, d / "00_good.ipynb")
     nbformat.write(bad, d / "01_bad.ipynb")
     nbformat.write(good, d / "scratch.ipynb")  # not numbered: not a lesson
-    monkeypatch.setattr("camp.config.notebooks_dir", lambda: d)
+    monkeypatch.setattr("camp.runtime.config.notebooks_dir", lambda: d)
     return d
 
 
@@ -47,7 +47,7 @@ def test_run_collects_results_and_failures(lessons, tmp_path):
 
 
 def test_cli_exit_status_reflects_failures(lessons, tmp_path):
-    code = ("import sys, camp.config as c, pathlib; c.notebooks_dir = lambda: pathlib.Path(sys.argv[1]); "
+    code = ("import sys, camp.runtime.config as c, pathlib; c.notebooks_dir = lambda: pathlib.Path(sys.argv[1]); "
             "from camp.cli import main; sys.exit(main(['course', '--out', sys.argv[2], '-p', 'steps', '9'] "
             "+ sys.argv[3:]))")
     ok = subprocess.run([sys.executable, "-c", code, str(lessons), str(tmp_path / "a"), "00"],
