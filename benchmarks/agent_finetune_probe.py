@@ -3,7 +3,7 @@
     python benchmarks/agent_finetune_probe.py [--n 4000] [--iters 1200] [--lr 3e-3] [--method full|lora|auto]
                                               [--full-prompt] [--lang zh|en|both] [--heldout 40] [--model tiny]
 
-Defaults: notebook 05's settings on cpu-tiny (camp.agent_data.LESSON["cpu"]). Measured (2 cores,
+Defaults: notebook 06's (agents) settings on cpu-tiny (camp.agent_data.LESSON["cpu"]). Measured (2 cores,
 OMP_NUM_THREADS=1) on the tiny model of camp.tiny RECIPE_VERSION 2 (copy pre-training): call 100 %, answer 100 %,
 e2e 100 % of 40 held-out questions, training 96 s (+ convert/merge ~20 s). For comparison:
   - tiny without copy pre-training (RECIPE_VERSION 1): 0-5 % e2e at these settings; the digits were copied only

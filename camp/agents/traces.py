@@ -280,7 +280,7 @@ def _holds(text: str, number: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------- the lesson
-# What notebook 05 trains, per device. cpu: measured on the tiny model (2 cores, OMP_NUM_THREADS=1,
+# What notebook 06 (agents) trains, per device. cpu: measured on the tiny model (2 cores, OMP_NUM_THREADS=1,
 # benchmarks/agent_finetune_probe.py, 40 held-out questions): full fine-tuning at lr 2e-3 for 1200 iterations
 # (batch 4) on 6000 traces with the short system prompt → 100 % solved end to end, ~150 s of training. It works
 # because camp.tiny learns to copy in its pre-training; the fine-tune teaches the ReAct format, the tool name and

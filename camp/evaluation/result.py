@@ -61,6 +61,19 @@ class EvalResult:
                 out.append({"prompt": prompt, "prediction": item.get("prediction"), "gold": item.get("gold")})
         return out
 
+    def commands(self):
+        """The OpenCompass command line this evaluation ran, and the same as the `opencompass` CLI to type by hand
+        in the opencompass env (`camp env run opencompass -- opencompass config.py -w outputs …`)."""
+        from camp.runtime.toolcmd import Commands, read_job
+
+        c = read_job(self.run_dir, "eval")
+        if c is None:
+            return Commands()
+        args = [str(a) for a in c.argv]
+        if "-m" in args and args[args.index("-m") + 1:args.index("-m") + 2] == ["opencompass.cli.main"]:
+            c.tool_argv = ["opencompass", *args[args.index("-m") + 2:]]  # the package's console script
+        return Commands([c])
+
     # -------------------------------------------------------------- showing
     def plot(self, ax=None, title: str | None = None):
         from camp.ui.plots import eval_bars

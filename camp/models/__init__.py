@@ -13,8 +13,8 @@ from camp.models.hub import (
     resolve,
     verify,
 )
-from camp.models.listing import Model, catalogue, get
+from camp.models.listing import Model, catalogue, get, lesson_model
 from camp.models.registry import register, registered, unregister
 
-__all__ = ["Model", "catalogue", "get", "download", "find_local", "hf_endpoint", "local_folder",
+__all__ = ["Model", "catalogue", "get", "lesson_model", "download", "find_local", "hf_endpoint", "local_folder",
            "modelscope_endpoint", "probe", "probe_many", "resolve", "verify", "register", "registered", "unregister"]

@@ -60,6 +60,22 @@ def catalogue() -> list[Model]:
     return list(_load(str(config.assets_dir() / "models.json")))
 
 
+def lesson_model(lesson: str, model="auto", profile=None) -> str:
+    """The model a lesson runs: `model` itself unless it is "auto"; for "auto" the catalogue's default for that
+    lesson (assets/models.json "lesson_defaults", e.g. "chat_demo" → internlm2-chat-1_8b) on a GPU profile, else
+    the profile's default (cpu-tiny: tiny)."""
+    from camp.runtime import hardware
+
+    if not isinstance(model, str) or model.strip().lower() != "auto":
+        return model
+    prof = profile if isinstance(profile, hardware.Profile) else hardware.profile(profile or "auto")
+    if prof.device != "cuda":
+        return prof.default_model
+    data = json.loads((config.assets_dir() / "models.json").read_text(encoding="utf-8"))
+    key = lesson.split("_", 1)[1] if lesson[:2].isdigit() and "_" in lesson else lesson
+    return data.get("lesson_defaults", {}).get(key) or prof.default_model
+
+
 def _keys(m: Model) -> list[str]:
     keys = [m.name, *m.aliases, *m.ids]
     keys += [i.rsplit("/", 1)[-1] for i in m.ids]  # the bare repo name: InternVL2-2B

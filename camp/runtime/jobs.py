@@ -330,6 +330,9 @@ class Job:
             "name": self.name,
             "cmd": self.cmd,
             "env": self.env,
+            # what a student needs to run the same command by hand (result.commands()); no secrets
+            "cwd": str(self.cwd or self.run_dir),
+            "extra_env": {k: ("***" if "KEY" in k.upper() else v) for k, v in self.extra_env.items()},
             "status": self.status,
             "returncode": self.returncode,
             "problem": self.problem,

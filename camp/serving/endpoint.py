@@ -147,6 +147,25 @@ class Endpoint:
         return f"its server is running (log: {self.log_path})"
 
     # ------------------------------------------------------------------ views
+    def commands(self):
+        """The server's command line (LMDeploy `api_server` on GPU; on CPU camp's wrapper around `transformers
+        serve`) and the same server as the tool's own CLI, to start by hand (camp.runtime.toolcmd)."""
+        from camp.runtime.toolcmd import Commands, ToolCommand
+
+        if self.job is None:
+            return Commands()
+        argv = [str(a) for a in self.job.cmd]
+        extra = {k: ("***" if "KEY" in k.upper() else v) for k, v in self.job.extra_env.items()}
+        c = ToolCommand(step="serve", env=self.job.env, argv=argv, cwd=None, status=self.job.status,
+                        extra_env=extra)
+        if self.engine == "transformers" and self.folder is not None:
+            from camp.serving.engines import transformers as engine
+
+            c.tool_argv = engine.tool_command(self.folder, self.port or 8000, self.host, argv[argv.index("--device") + 1]
+                                              if "--device" in argv else "cpu")
+            c.extra_env = {}  # the stock CLI takes the folder itself as the model name and has no key
+        return Commands([c])
+
     def to_dict(self) -> dict:
         """What a client (OpenCompass OpenAISDK, Lagent GPTAPI, camp.chat) needs, plus the server's state."""
         return {"base_url": self.base_url, "model": self.model, "api_key": self.api_key, "engine": self.engine,

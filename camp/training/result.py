@@ -57,6 +57,22 @@ class FinetuneResult:
             rows.append({"question": q, "before": before, "after": after})
         return pd.DataFrame(rows, columns=["question", "before", "after"])
 
+    def commands(self):
+        """The XTuner command lines this run ran (train, convert, merge), each also as the official CLI to type
+        by hand in the xtuner env: `camp env run xtuner -- xtuner train config.py …` (camp.runtime.toolcmd)."""
+        from camp.runtime.toolcmd import Commands, read_job
+
+        out = Commands()
+        for step in ("train", "convert", "merge"):
+            c = read_job(self.run_dir / "jobs" / step, step)
+            if c is not None:
+                c.tool_argv = _xtuner_by_hand(c.argv, step)
+                while c.tool_argv and "=" in c.tool_argv[0]:  # NPROC_PER_NODE=N: a variable, not a program
+                    k, v = c.tool_argv.pop(0).split("=", 1)
+                    c.extra_env[k] = v
+                out.append(c)
+        return out
+
     def to_dict(self) -> dict:
         return {
             "run_dir": str(self.run_dir), "config_path": str(self.config_path), "work_dir": str(self.work_dir),
@@ -90,6 +106,38 @@ class FinetuneResult:
         from camp.ui.html import finetune_html
 
         return finetune_html(self)
+
+
+def _xtuner_by_hand(argv: list, step: str) -> list:
+    """camp's command for a step → the `xtuner …` CLI a tutorial types. camp trains through xtuner/tools/train.py
+    (the `xtuner` CLI exits 0 when training fails) and writes into temporary folders it renames when complete; by
+    hand, outputs go to new folders (`*_by_hand`) so camp's finished ones stay as they are."""
+    import re
+
+    args = [str(a) for a in argv]
+    if step == "train":
+        i = next((k for k, a in enumerate(args) if a.endswith("tools/train.py")), None)
+        if i is None:
+            return args
+        rest, out, skip = args[i + 1:], [], False
+        for a in rest:
+            if skip:
+                skip = False
+                continue
+            if a in ("--resume", "--launcher"):
+                skip = True
+                continue
+            out.append(a)
+        if "--work-dir" in out:
+            k = out.index("--work-dir") + 1
+            out[k] = out[k].rstrip("/") + "_by_hand"
+        gpus = next((a.split("=", 1)[1] for a in args[:i] if a.startswith("--nproc_per_node=")), None)
+        return ([f"NPROC_PER_NODE={gpus}"] if gpus else []) + ["xtuner", "train", *out]
+    if args and Path(args[0]).name == "xtuner":
+        tool = ["xtuner", *args[1:]]
+        # the output folder: camp's temporary sibling (.adapter.tmp-…) → a new folder beside it
+        return [re.sub(r"/\.([^/]+)\.tmp-[^/]+$", r"/\1_by_hand", a) for a in tool]
+    return args
 
 
 def _s(p) -> str | None:

@@ -15,8 +15,22 @@ NOTEBOOKS = course.notebooks()
 
 def test_there_are_lessons_in_course_order():
     names = [p.stem for p in NOTEBOOKS]
-    assert names[:2] == ["00_setup", "01_chat_demo"]
+    assert names[:3] == ["00_overview", "01_setup", "02_chat_demo"]
     assert names == sorted(names)
+
+
+def test_every_chain_lesson_is_a_notebook_and_a_readme_row():
+    import re
+
+    from camp import chain
+    from tests.conftest import ROOT
+
+    names = {p.stem for p in NOTEBOOKS}
+    readme = dict(re.findall(r"^\| `(\d\d_\w+)` \| (.+?) \| .+ \|$", (ROOT / "README.md").read_text(), re.M))
+    for link in chain.lessons():
+        assert link.lesson in names, f"{link.key}: notebooks/{link.lesson}.ipynb is missing"
+        assert readme.get(link.lesson) == link.title, f"README's row for {link.lesson} differs from chain.py"
+    assert set(readme) == names, "the README's lesson table must list every notebook"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

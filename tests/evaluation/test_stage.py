@@ -665,6 +665,10 @@ def test_run_folder_holds_config_predictions_and_summary(run):
     data = json.loads(run.to_json())
     assert {(r["model"], r["dataset"]) for r in data["scores"]} >= {("tiny-sc", "who_qa")}
     assert data["settings"]["num_gpus"] == 0 and data["settings"]["debug"] is True
+    (cmd,) = run.commands()  # what camp ran, and the `opencompass` CLI to type by hand in the opencompass env
+    assert cmd.argv[1:3] == ["-m", "opencompass.cli.main"] and cmd.env == "opencompass"
+    assert f"PYTHONPATH={run.run_dir}" in cmd.by_hand
+    assert cmd.by_hand.endswith("camp env run opencompass -- opencompass config.py -w outputs --debug")
 
 
 @pytest.mark.integration

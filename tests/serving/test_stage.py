@@ -95,6 +95,13 @@ def test_served_on_localhost_listed_and_healthy(ep):
 
 
 @pytest.mark.integration
+def test_commands_show_the_server_camp_ran_and_the_stock_cli(ep):
+    (cmd,) = ep.commands()
+    assert cmd.step == "serve" and "-m camp.serving.engines.transformers serve" in cmd.ran
+    assert cmd.by_hand == f"transformers serve {ep.folder} --host 127.0.0.1 --port {ep.port} --device cpu"
+
+
+@pytest.mark.integration
 def test_plain_and_streaming_chat_through_the_openai_sdk(ep):
     import openai
 

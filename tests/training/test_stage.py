@@ -295,6 +295,17 @@ def test_camp_finetune_teaches_the_tiny_model_a_new_name(xtuner_env, tmp_path):
         row = table.iloc[0]
         assert row["question"] == IDENTITY_QUESTION and row["after"] == expected and row["before"] != expected
         assert "loss" in again._repr_html_()
+
+        # "what camp ran": the convert step typed by hand (`camp env run xtuner -- xtuner convert …`, from the
+        # run folder) writes the same adapter, into a new folder
+        cmds = again.commands()
+        assert [c.step for c in cmds] == ["train", "convert", "merge"]
+        assert "camp env run xtuner -- xtuner train config.py --work-dir work_by_hand" in cmds[0].by_hand
+        by_hand = subprocess.run(["bash", "-c", cmds[1].by_hand], capture_output=True, text=True, timeout=600,
+                                 env=subprocess_env())
+        assert by_hand.returncode == 0, by_hand.stderr[-2000:]
+        made = run_dir / "adapter_by_hand" / "adapter_model.safetensors"
+        assert made.read_bytes() == (Path(out["adapter_dir"]) / "adapter_model.safetensors").read_bytes()
     finally:
         models.unregister(name)
 
