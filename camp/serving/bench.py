@@ -127,7 +127,7 @@ class _LocalRunner:
 
 def _runner(target, api_key: str | None):
     from camp.conversation.session import ChatSession
-    from camp.serving.stage import Endpoint, parse_endpoint_url
+    from camp.serving.endpoint import Endpoint, parse_endpoint_url
 
     if isinstance(target, Endpoint):
         return _EndpointRunner(target.base_url, target.model, api_key or target.api_key)
