@@ -281,6 +281,8 @@ def probe(args: list[str]) -> int:
 
 def main(argv: list[str]) -> int:
     _log_call(argv)
+    # CAMP_GPU_FAKE_DELAY=S: the tool takes S seconds before it does anything (the budget tests' slow tool)
+    time.sleep(float(os.environ.get("CAMP_GPU_FAKE_DELAY") or 0))
     exe, args = Path(argv[0]).name, argv[1:]
     joined = " ".join(argv)
     if exe == "lmdeploy" and args[:2] == ["serve", "api_server"]:

@@ -104,11 +104,20 @@ def torch_requirement(name: str, on: str | None = None) -> list[str]:
     line = s.torch_cuda if on == "cuda" else s.torch_cpu
     if line is None:
         raise CampError(f"environment {name!r} cannot be built on a {on} machine")
+    if system_torch() and on == "cuda":
+        return []  # the machine's own CUDA torch, seen through --system-site-packages (see system_torch)
     args = [line]
     index = os.environ.get("CAMP_TORCH_INDEX")
     if index:
         args += ["--extra-index-url", index]
     return args
+
+
+def system_torch() -> bool:
+    """CAMP_TORCH=system: GPU images ship a CUDA torch that matches their driver; envs are then venvs with
+    --system-site-packages and no torch line of their own (a multi-GB download saved, and the only way on a machine
+    without a package index). benchmarks/gpu_check.sh sets it when the machine's python has a working CUDA torch."""
+    return os.environ.get("CAMP_TORCH", "").strip().lower() == "system"
 
 
 # ---------------------------------------------------------------- where envs are
@@ -392,7 +401,8 @@ def _create(name: str, *, force: bool, path, show) -> Path:
     run_dir = new_run_dir(f"env-{name}")
     t0 = time.time()
     view.say(f"env {name}: creating {prefix} ({on} machine; log {run_dir / 'log.txt'})")
-    r = subprocess.run([sys.executable, "-m", "venv", str(prefix)], capture_output=True, text=True)
+    venv_args = ["--system-site-packages"] if system_torch() and on == "cuda" else []
+    r = subprocess.run([sys.executable, "-m", "venv", *venv_args, str(prefix)], capture_output=True, text=True)
     if r.returncode != 0:
         raise CampError(f"could not create a venv at {prefix}: {r.stderr.strip() or r.stdout.strip()}")
     files = requirement_files(name)

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# One command for a fresh GPU machine: set up from wheels only, then run benchmarks/gpu_check.py within a budget.
+#
+#   bash benchmarks/gpu_check.sh [BUDGET_S] [gpu_check.py options…]      e.g.  bash benchmarks/gpu_check.sh 780
+#
+# Results go to $OUT (the device tool's folder) or ./gpu-check-out: results.json, results.md, log.txt, setup.json;
+# each step's state goes to $CAMP_GPU_STATE (default /tmp/camp-gpu-check/state) so that no more than the files the
+# device tool brings back land in $OUT. BUDGET_S counts from this script's start (default 720).
+#
+# Setup, minimised and timed (setup.json; gpu_check.py reports it apart from the measurements):
+#   * wheels only (PIP_ONLY_BINARY=:all:): never a source build;
+#   * sources: the package index when pip reaches it, plus ./.whl when present (a wheelhouse carried to a machine
+#     that reaches no index: benchmarks/gpu_wheels.sh fills it); without an index, PIP_NO_INDEX=1;
+#   * the machine's own CUDA torch when its python3 has one (CAMP_TORCH=system: venvs see the system packages and
+#     install no torch line — camp.runtime.envs.torch_requirement), else camp's pinned torch for CUDA;
+#   * the check's own python is a venv over the machine's python3 that adds only the modules it lacks
+#     (environments/gpu-check.txt); the tool envs (lmdeploy, xtuner, opencompass) are built by gpu_check.py itself,
+#     in parallel, while the probe and the first checkpoint build run.
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+T0=$(date +%s.%N)
+BUDGET=720
+if [[ $# -gt 0 && "$1" =~ ^[0-9]+$ ]]; then BUDGET=$1; shift; fi
+OUT="${OUT:-$ROOT/gpu-check-out}"
+STATE="${CAMP_GPU_STATE:-/tmp/camp-gpu-check/state}"
+mkdir -p "$OUT" "$STATE"
+PY="${CAMP_CHECK_PYTHON:-python3}"
+export PIP_ONLY_BINARY=:all: PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_PROGRESS_BAR=off PIP_NO_INPUT=1
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-8}" TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+export CAMP_HOME="${CAMP_HOME:-/tmp/camp-gpu-check/home}"
+say() { echo "[gpu_check.sh $(date +%H:%M:%S)] $*" | tee -a "$OUT/log.txt"; }
+mark() { python3 -c "import time;print(round(time.time()-$T0,1))"; }
+
+# ---- where wheels come from
+INDEX=no
+if timeout 20 "$PY" -m pip index versions pip >/dev/null 2>&1; then INDEX=yes; fi
+if [[ -d "$ROOT/.whl" ]]; then export PIP_FIND_LINKS="$ROOT/.whl"; fi
+if [[ $INDEX == no ]]; then export PIP_NO_INDEX=1; fi
+say "package index reachable: $INDEX; wheelhouse: ${PIP_FIND_LINKS:-none}"
+
+# ---- torch: the machine's own when it works with CUDA
+TORCH=$("$PY" -c "import torch; print(torch.__version__ if torch.cuda.is_available() else '')" 2>/dev/null || true)
+if [[ -n "$TORCH" ]]; then export CAMP_TORCH=system; fi
+say "machine python: $("$PY" --version 2>&1); CUDA torch: ${TORCH:-none} (CAMP_TORCH=${CAMP_TORCH:-camp pins})"
+
+# ---- the check's python: a venv over the machine's, adding only what it lacks
+VENV=/tmp/camp-gpu-check/venv
+if [[ -n "$TORCH" ]]; then "$PY" -m venv --system-site-packages "$VENV"; else "$PY" -m venv "$VENV"; fi
+MISSING=()
+while IFS= read -r line; do
+  req="${line%%#*}"; req="$(echo "$req" | xargs)"; [[ -z "$req" ]] && continue
+  mod="${line##*# import }"
+  if [[ "$req" == torch* && -n "$TORCH" ]]; then continue; fi
+  "$VENV/bin/python" -c "import $mod" >/dev/null 2>&1 || MISSING+=("$req")
+done < environments/gpu-check.txt
+if [[ ${#MISSING[@]} -gt 0 ]]; then
+  say "installing into the check's python: ${MISSING[*]}"
+  "$VENV/bin/python" -m pip install -q "${MISSING[@]}" 2>&1 | tail -5 | tee -a "$OUT/log.txt"
+fi
+
+# ---- the InternLM2 modelling code (for the random-weight checkpoints): XTuner's wheel, 2 MB
+WHEEL=$(ls "$ROOT"/.whl/xtuner-0.2.0-*.whl 2>/dev/null | head -1)
+if [[ -z "$WHEEL" && $INDEX == yes ]]; then
+  mkdir -p /tmp/camp-gpu-check/wheels
+  "$PY" -m pip download -q --no-deps -d /tmp/camp-gpu-check/wheels xtuner==0.2.0 >/dev/null 2>&1
+  WHEEL=$(ls /tmp/camp-gpu-check/wheels/xtuner-0.2.0-*.whl 2>/dev/null | head -1)
+fi
+[[ -n "$WHEEL" ]] && export CAMP_INTERNLM2_CODE="$WHEEL"
+SETUP_S=$(mark)
+say "wrapper setup done in ${SETUP_S} s (remote code: ${CAMP_INTERNLM2_CODE:-none})"
+python3 - "$OUT/setup.json" "$SETUP_S" "$INDEX" "${TORCH:-}" "${MISSING[*]:-}" <<'EOF'
+import json, sys
+out, secs, index, torch, missing = sys.argv[1:6]
+json.dump({"wrapper_seconds": float(secs), "index": index == "yes", "machine_torch": torch or None,
+           "installed_into_check_python": missing.split() if missing else []}, open(out, "w"), indent=1)
+EOF
+
+LEFT=$(python3 -c "import time;print(max(30,int($BUDGET-(time.time()-$T0))))")
+exec "$VENV/bin/python" benchmarks/gpu_check.py --out "$OUT" --state-dir "$STATE" --budget-s "$LEFT" \
+  --setup-s-before "$SETUP_S" "$@"
