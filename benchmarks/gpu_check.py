@@ -279,7 +279,7 @@ def main_parent(a) -> int:
     states = load_states(state_dir, a.resume_from)
     only = set(a.only.split(",")) if a.only else None
     skip = set(a.skip.split(",")) if a.skip else set()
-    unknown = sorted((only or set()) | skip - set(BY_NAME))
+    unknown = sorted(((only or set()) | skip) - set(BY_NAME))
     if unknown:
         print(f"gpu_check: unknown step(s) {', '.join(unknown)}; steps: {', '.join(BY_NAME)}", file=sys.stderr)
         return 2

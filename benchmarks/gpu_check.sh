@@ -13,8 +13,8 @@
 #     that reaches no index: benchmarks/gpu_wheels.sh fills it); without an index, PIP_NO_INDEX=1;
 #   * the machine's own CUDA torch when its python3 has one (CAMP_TORCH=system: venvs see the system packages and
 #     install no torch line — camp.runtime.envs.torch_requirement), else camp's pinned torch for CUDA;
-#   * the check's own python is a venv over the machine's python3 that adds only the modules it lacks
-#     (environments/gpu-check.txt); the tool envs (lmdeploy, xtuner, opencompass) are built by gpu_check.py itself,
+#   * the check's own python is a venv that sees the machine python's packages and adds only the modules they
+#     lack (environments/gpu-check.txt); the tool envs (lmdeploy, xtuner, opencompass) are built by gpu_check.py itself,
 #     in parallel, while the probe and the first checkpoint build run.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -44,19 +44,30 @@ TORCH=$("$PY" -c "import torch; print(torch.__version__ if torch.cuda.is_availab
 if [[ -n "$TORCH" ]]; then export CAMP_TORCH=system; fi
 say "machine python: $("$PY" --version 2>&1); CUDA torch: ${TORCH:-none} (CAMP_TORCH=${CAMP_TORCH:-camp pins})"
 
-# ---- the check's python: a venv over the machine's, adding only what it lacks
-VENV=/tmp/camp-gpu-check/venv
-if [[ -n "$TORCH" ]]; then "$PY" -m venv --system-site-packages "$VENV"; else "$PY" -m venv "$VENV"; fi
+# ---- the check's python: a venv that also sees the machine python's packages (its CUDA torch), adding only the
+# modules it lacks (CAMP_CHECK_PYTHON: use that python as it is, e.g. camp's .venv for a CPU rehearsal)
+if [[ -n "${CAMP_CHECK_PYTHON:-}" ]]; then
+  VPY="$CAMP_CHECK_PYTHON"
+else
+  VENV=/tmp/camp-gpu-check/venv
+  "$PY" -m venv --clear "$VENV"
+  "$PY" - "$VENV" <<'EOF'
+import pathlib, sys
+dirs = [d for d in sys.path if pathlib.Path(d).name in ("site-packages", "dist-packages") and pathlib.Path(d).is_dir()]
+for sp in pathlib.Path(sys.argv[1]).glob("lib/python*/site-packages"):
+    (sp / "camp-machine-packages.pth").write_text("".join(d + "\n" for d in dirs))
+EOF
+  VPY="$VENV/bin/python"
+fi
 MISSING=()
 while IFS= read -r line; do
   req="${line%%#*}"; req="$(echo "$req" | xargs)"; [[ -z "$req" ]] && continue
   mod="${line##*# import }"
-  if [[ "$req" == torch* && -n "$TORCH" ]]; then continue; fi
-  "$VENV/bin/python" -c "import $mod" >/dev/null 2>&1 || MISSING+=("$req")
+  "$VPY" -c "import $mod" >/dev/null 2>&1 || MISSING+=("$req")
 done < environments/gpu-check.txt
 if [[ ${#MISSING[@]} -gt 0 ]]; then
   say "installing into the check's python: ${MISSING[*]}"
-  "$VENV/bin/python" -m pip install -q "${MISSING[@]}" 2>&1 | tail -5 | tee -a "$OUT/log.txt"
+  "$VPY" -m pip install -q "${MISSING[@]}" 2>&1 | tail -5 | tee -a "$OUT/log.txt"
 fi
 
 # ---- the InternLM2 modelling code (for the random-weight checkpoints): XTuner's wheel, 2 MB
@@ -77,5 +88,5 @@ json.dump({"wrapper_seconds": float(secs), "index": index == "yes", "machine_tor
 EOF
 
 LEFT=$(python3 -c "import time;print(max(30,int($BUDGET-(time.time()-$T0))))")
-exec "$VENV/bin/python" benchmarks/gpu_check.py --out "$OUT" --state-dir "$STATE" --budget-s "$LEFT" \
+exec "$VPY" benchmarks/gpu_check.py --out "$OUT" --state-dir "$STATE" --budget-s "$LEFT" \
   --setup-s-before "$SETUP_S" "$@"

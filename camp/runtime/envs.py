@@ -114,10 +114,19 @@ def torch_requirement(name: str, on: str | None = None) -> list[str]:
 
 
 def system_torch() -> bool:
-    """CAMP_TORCH=system: GPU images ship a CUDA torch that matches their driver; envs are then venvs with
-    --system-site-packages and no torch line of their own (a multi-GB download saved, and the only way on a machine
-    without a package index). benchmarks/gpu_check.sh sets it when the machine's python has a working CUDA torch."""
+    """CAMP_TORCH=system: GPU images ship a CUDA torch that matches their driver; envs then see this python's
+    packages (below their own pins) and install no torch line of their own (a multi-GB download saved, and the only
+    way on a machine without a package index). benchmarks/gpu_check.sh sets it when python3 has a CUDA torch."""
     return os.environ.get("CAMP_TORCH", "").strip().lower() == "system"
+
+
+def _see_machine_packages(prefix: Path) -> None:
+    """A .pth file that appends this python's package folders to the new venv's path (after the venv's own, so its
+    pins win). Not --system-site-packages: GPU images often keep torch in a venv of their own, which that flag does
+    not reach."""
+    dirs = [d for d in sys.path if Path(d).name in ("site-packages", "dist-packages") and Path(d).is_dir()]
+    for sp in (prefix / "lib").glob("python*/site-packages"):
+        (sp / "camp-machine-packages.pth").write_text("".join(f"{d}\n" for d in dirs))
 
 
 # ---------------------------------------------------------------- where envs are
@@ -401,10 +410,11 @@ def _create(name: str, *, force: bool, path, show) -> Path:
     run_dir = new_run_dir(f"env-{name}")
     t0 = time.time()
     view.say(f"env {name}: creating {prefix} ({on} machine; log {run_dir / 'log.txt'})")
-    venv_args = ["--system-site-packages"] if system_torch() and on == "cuda" else []
-    r = subprocess.run([sys.executable, "-m", "venv", *venv_args, str(prefix)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "venv", str(prefix)], capture_output=True, text=True)
     if r.returncode != 0:
         raise CampError(f"could not create a venv at {prefix}: {r.stderr.strip() or r.stdout.strip()}")
+    if system_torch() and on == "cuda":
+        _see_machine_packages(prefix)
     files = requirement_files(name)
     _pip_job(prefix, [*torch_requirement(name, on), "-r", str(files[0])],
              name=f"env {name}: pip install", run_dir=run_dir, show=show)
