@@ -47,6 +47,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -479,11 +480,17 @@ def run_shapes(ctx: Ctx) -> None:
     from camp.models import shapes
 
     model = MODELS[ctx.step.size]
+    cfg = shapes.shape(model, ctx.a.scale)
+    need = 2.2 * shapes.weight_bytes(cfg)  # the InternLM2 folder and its normalised copy, and a margin
+    free = shutil.disk_usage(shapes.default_dir(model, ctx.a.scale).parent.resolve().anchor
+                             if not shapes.default_dir(model, ctx.a.scale).parent.exists()
+                             else shapes.default_dir(model, ctx.a.scale).parent).free
+    if not shapes.is_complete(shapes.default_dir(model, ctx.a.scale)) and free < need:
+        raise RuntimeError(f"{free / 1e9:.0f} GB free on the models' disk, {need / 1e9:.0f} GB needed for {model}")
     t0 = now()
     src = shapes.build(model, scale=ctx.a.scale, show=True)
     t1 = now()
     folder = shapes.prepare(model, scale=ctx.a.scale)
-    cfg = shapes.shape(model, ctx.a.scale)
     ctx.save(model=model, source=str(src), folder=str(folder), weight_bytes=shapes.weight_bytes(cfg),
              build_s=round(t1 - t0, 1), normalise_s=round(now() - t1, 1), note=NOTE,
              config={k: cfg[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",

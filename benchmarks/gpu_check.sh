@@ -59,12 +59,18 @@ for sp in pathlib.Path(sys.argv[1]).glob("lib/python*/site-packages"):
 EOF
   VPY="$VENV/bin/python"
 fi
-MISSING=()
-while IFS= read -r line; do
-  req="${line%%#*}"; req="$(echo "$req" | xargs)"; [[ -z "$req" ]] && continue
-  mod="${line##*# import }"
-  "$VPY" -c "import $mod" >/dev/null 2>&1 || MISSING+=("$req")
-done < environments/gpu-check.txt
+# one process, find_spec only (importing torch to see that it is there costs seconds)
+read -r -a MISSING <<< "$("$VPY" - environments/gpu-check.txt <<'EOF'
+import importlib.util, sys
+missing = []
+for line in open(sys.argv[1]):
+    req, _, mod = line.partition("# import ")
+    req = req.split("#")[0].strip()
+    if req and mod.strip() and importlib.util.find_spec(mod.strip()) is None:
+        missing.append(req)
+print(" ".join(missing))
+EOF
+)"
 if [[ ${#MISSING[@]} -gt 0 ]]; then
   say "installing into the check's python: ${MISSING[*]}"
   "$VPY" -m pip install -q "${MISSING[@]}" 2>&1 | tail -5 | tee -a "$OUT/log.txt"
