@@ -482,10 +482,10 @@ def run_shapes(ctx: Ctx) -> None:
     model = MODELS[ctx.step.size]
     cfg = shapes.shape(model, ctx.a.scale)
     need = 2.2 * shapes.weight_bytes(cfg)  # the InternLM2 folder and its normalised copy, and a margin
-    free = shutil.disk_usage(shapes.default_dir(model, ctx.a.scale).parent.resolve().anchor
-                             if not shapes.default_dir(model, ctx.a.scale).parent.exists()
-                             else shapes.default_dir(model, ctx.a.scale).parent).free
-    if not shapes.is_complete(shapes.default_dir(model, ctx.a.scale)) and free < need:
+    where = shapes.default_dir(model, ctx.a.scale)
+    where.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(where.parent).free
+    if not shapes.is_complete(where) and free < need:
         raise RuntimeError(f"{free / 1e9:.0f} GB free on the models' disk, {need / 1e9:.0f} GB needed for {model}")
     t0 = now()
     src = shapes.build(model, scale=ctx.a.scale, show=True)
