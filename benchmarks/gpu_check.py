@@ -223,6 +223,11 @@ class Setup:
         self.log(f"setup: env {name} {self.info[name]['status']} in {self.info[name]['seconds']} s"
                  + (f" — {self.info[name].get('error')}" if self.info[name]["status"] == "failed" else ""))
 
+    def built(self, name: str) -> bool:
+        """True once env `name`'s build has ended (ready or failed)."""
+        t = self.threads.get(name)
+        return t is None or not t.is_alive()
+
     def wait(self, names, timeout: float) -> str | None:
         """None when every env in `names` is ready, else why not."""
         for n in names:
@@ -304,10 +309,12 @@ def main_parent(a) -> int:
         return 0 if all(i["status"] == "ready" for i in setup.info.values()) else 1
 
     for s, why in planned:
-        if why is not None:
-            if states.get(s.name, {}).get("status") != "done":
-                states[s.name] = {**states.get(s.name, {}), "name": s.name, "status": "skipped", "why": why}
-            continue
+        if why is not None and states.get(s.name, {}).get("status") != "done":
+            states[s.name] = {**states.get(s.name, {}), "name": s.name, "status": "skipped", "why": why}
+    pending = [s for s, why in planned if why is None]
+    while pending:
+        s = next_step(pending, setup)
+        pending.remove(s)
         left = budget - (now() - t0) - RESERVE_S
         if left < min(estimate(s, a.scale), 5):
             states[s.name] = {"name": s.name, "status": "skipped",
@@ -333,6 +340,16 @@ def main_parent(a) -> int:
     report.write(states, planned)
     log(f"done in {now() - t0:.0f} s: {out / 'results.md'}")
     return 0
+
+
+def next_step(pending: list[Step], setup: Setup) -> Step:
+    """The first pending step whose checkpoint step has been tried and whose envs are built; while every env a step
+    needs is still being built, steps that need none go first (setup overlaps with measuring)."""
+    names = {p.name for p in pending}
+    for s in pending:
+        if not set(s.needs) & names and all(setup.built(e) for e in s.envs):
+            return s
+    return pending[0]
 
 
 def load_states(state_dir: Path, resume_from: str | None) -> dict[str, dict]:
@@ -403,7 +420,7 @@ class Ctx:
         self.state_path = Path(a.state_dir) / f"{step.name}.json"
         self.work = self.out / "work" / step.name
         self.state = {"name": step.name, "title": step.title, "status": "running", "started": now(),
-                      "scale": a.scale, "rehearsal": bool(a.rehearse), "data": {}}
+                      "scale": a.scale, "rehearsal": bool(a.rehearse), "note": NOTE, "data": {}}
 
     def save(self, **data) -> None:
         self.state["data"].update(data)

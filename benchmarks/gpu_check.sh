@@ -5,7 +5,7 @@
 #
 # Results go to $OUT (the device tool's folder) or ./gpu-check-out: results.json, results.md, log.txt, setup.json;
 # each step's state goes to $CAMP_GPU_STATE (default /tmp/camp-gpu-check/state) so that no more than the files the
-# device tool brings back land in $OUT. BUDGET_S counts from this script's start (default 720).
+# device tool brings back land in $OUT. BUDGET_S counts from this script's start (default 540: one device call is 600 s at most).
 #
 # Setup, minimised and timed (setup.json; gpu_check.py reports it apart from the measurements):
 #   * wheels only (PIP_ONLY_BINARY=:all:): never a source build;
@@ -20,7 +20,7 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 T0=$(date +%s.%N)
-BUDGET=720
+BUDGET=540
 if [[ $# -gt 0 && "$1" =~ ^[0-9]+$ ]]; then BUDGET=$1; shift; fi
 OUT="${OUT:-$ROOT/gpu-check-out}"
 STATE="${CAMP_GPU_STATE:-/tmp/camp-gpu-check/state}"
@@ -34,7 +34,7 @@ mark() { python3 -c "import time;print(round(time.time()-$T0,1))"; }
 
 # ---- where wheels come from
 INDEX=no
-if timeout 20 "$PY" -m pip index versions pip >/dev/null 2>&1; then INDEX=yes; fi
+if timeout 8 "$PY" -m pip index versions pip >/dev/null 2>&1; then INDEX=yes; fi
 if [[ -d "$ROOT/.whl" ]]; then export PIP_FIND_LINKS="$ROOT/.whl"; fi
 if [[ $INDEX == no ]]; then export PIP_NO_INDEX=1; fi
 say "package index reachable: $INDEX; wheelhouse: ${PIP_FIND_LINKS:-none}"
@@ -50,7 +50,7 @@ if [[ -n "${CAMP_CHECK_PYTHON:-}" ]]; then
   VPY="$CAMP_CHECK_PYTHON"
 else
   VENV=/tmp/camp-gpu-check/venv
-  "$PY" -m venv --clear "$VENV"
+  "$PY" -m venv "$VENV"  # kept: a rerun on a warm machine reuses it
   "$PY" - "$VENV" <<'EOF'
 import pathlib, sys
 dirs = [d for d in sys.path if pathlib.Path(d).name in ("site-packages", "dist-packages") and pathlib.Path(d).is_dir()]

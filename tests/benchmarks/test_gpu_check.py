@@ -45,6 +45,24 @@ def test_plan_skips_done_steps_and_honours_only_and_skip():
     assert again["shapes-1.8b"] is None, "a failed step is retried"
 
 
+def test_steps_that_need_no_env_go_first_while_the_envs_are_built():
+    class Building:
+        done: set = set()
+
+        def built(self, name):
+            return name in self.done
+
+    pending = [gc.BY_NAME[n] for n in ("lmdeploy-1.8b", "hf-1.8b", "qlora-1.8b", "shapes-7b", "hf-7b")]
+    setup = Building()
+    assert gc.next_step(pending, setup).name == "hf-1.8b"
+    setup.done = {"xtuner"}
+    assert gc.next_step(pending, setup).name == "qlora-1.8b"
+    # hf-7b waits for its checkpoint step even though it needs no env
+    assert gc.next_step([gc.BY_NAME["hf-7b"], gc.BY_NAME["shapes-7b"]], setup).name == "shapes-7b"
+    setup.done = set()
+    assert gc.next_step([gc.BY_NAME["lmdeploy-1.8b"]], setup).name == "lmdeploy-1.8b", "then it waits"
+
+
 def test_decode_rate_and_the_bandwidth_limit():
     row = {"concurrency": 1, "requests": 4, "errors": 0, "output_tokens": 4 * 129, "latency_p50_s": 1.05,
            "ttft_p50_s": 0.05}
