@@ -274,7 +274,7 @@ def main_parent(a) -> int:
         os.environ.setdefault("CAMP_FAKE_GPUS", H200)
         import gpu_fake  # noqa: E402 - benchmarks/ is on sys.path when run as a script
 
-        gpu_fake.prepare(out, log)
+        gpu_fake.prepare(out, log, build_envs=a.rehearse_setup)
     else:
         from camp.runtime import hardware
 
@@ -292,8 +292,8 @@ def main_parent(a) -> int:
     report = Report(out, a, t0, budget)
     planned = plan(list(STEPS), states, budget - (now() - t0), a.scale, only, skip)
     env_names = sorted({e for s, why in planned if why is None for e in s.envs})
-    if a.setup_only:
-        env_names = sorted({e for s in STEPS for e in s.envs}) if not only else env_names
+    if a.setup_only:  # every env the asked-for steps use, whatever the budget
+        env_names = sorted({e for s in STEPS if (not only or s.name in only) and s.name not in skip for e in s.envs})
     log(f"{'REHEARSAL (CPU, fake tools) — ' if a.rehearse else ''}budget {budget:.0f} s, scale {a.scale}; "
         f"envs to set up: {', '.join(env_names) or 'none'}")
     for s, why in planned:
@@ -751,6 +751,8 @@ def parse_args(argv=None):
     p.add_argument("--scale", choices=("full", "ci"), default="full", help="full: the real shapes; ci: tiny ones")
     p.add_argument("--setup-only", action="store_true", help="only build (and time) the tool environments")
     p.add_argument("--rehearse", action="store_true", help="CPU rehearsal: the tools are recorded fakes")
+    p.add_argument("--rehearse-setup", action="store_true",
+                   help="with --rehearse: camp's env code builds the tool envs (pip faked) instead of stand-ins")
     p.add_argument("--only", help="comma-separated steps to run (others are skipped)")
     p.add_argument("--skip", help="comma-separated steps to leave out")
     p.add_argument("--state-dir", help="where each step's state JSON lives (default OUT/state)")

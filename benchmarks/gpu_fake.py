@@ -36,11 +36,15 @@ FAKE = {
 
 
 # ================================================================================ in gpu_check: the seam
-def prepare(out: Path, log=print) -> None:
-    """Stand-in envs for the tools this machine lacks, and the call log's path (inherited by every child)."""
+def prepare(out: Path, log=print, *, build_envs: bool = False) -> None:
+    """Stand-in envs for the tools this machine lacks, and the call log's path (inherited by every child).
+    build_envs: no stand-ins; camp's env code builds the envs itself, its pip faked here (`pip()`)."""
     from camp.runtime import envs
 
     os.environ["CAMP_GPU_FAKE_LOG"] = str(Path(out) / "fake_calls.jsonl")
+    if build_envs:
+        install(out)  # the parent's Jobs are the pip installs
+        return
     for name, module in (("lmdeploy", "lmdeploy"), ("xtuner", "xtuner"), ("opencompass", "opencompass")):
         try:
             envs.python(name)
@@ -258,6 +262,36 @@ def opencompass(args: list[str]) -> int:
     return 0
 
 
+def pip(argv: list[str]) -> int:
+    """`ENV/bin/python -m pip install [--no-deps] [REQ…] [-r FILE…]`: each requirement becomes an empty importable
+    package with its dist-info in the env (so camp's smoke import and version query run), nothing is downloaded."""
+    site = next(Path(argv[0]).absolute().parent.parent.glob("lib/python*/site-packages"))  # not resolve(): a symlink
+    args = argv[argv.index("install") + 1:]
+    reqs: list[str] = []
+    i = 0
+    while i < len(args):
+        if args[i] == "-r":
+            reqs += [ln.split("#")[0].split(";")[0].strip() for ln in Path(args[i + 1]).read_text().splitlines()]
+            i += 2
+        elif args[i].startswith("-"):
+            i += 1
+        else:
+            reqs.append(args[i])
+            i += 1
+    for req in filter(None, reqs):
+        m = re.match(r"([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?\s*(?:==\s*([^\s,]+))?", req)
+        name, version = m.group(1), m.group(2) or "0"
+        module = name.lower().replace("-", "_")
+        (site / module).mkdir(exist_ok=True)
+        (site / module / "__init__.py").write_text(f'"""gpu_fake stand-in for {req}"""\n')
+        info = site / f"{module}-{version}.dist-info"
+        info.mkdir(exist_ok=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        print(f"Collecting {req}", flush=True)
+    print(f"Successfully installed {len(reqs)} packages (gpu_fake stand-ins)", flush=True)
+    return 0
+
+
 def probe(args: list[str]) -> int:
     mode, out = args[1], Path(_opt(args, "--out"))
     if mode == "machine":
@@ -297,6 +331,8 @@ def main(argv: list[str]) -> int:
         return opencompass(args)
     if args and args[0].endswith("gpu_probe.py"):
         return probe(args)
+    if args[:3] == ["-m", "pip", "install"]:
+        return pip(argv)
     print(f"gpu_fake: no recording for {joined}", file=sys.stderr)
     return 3
 

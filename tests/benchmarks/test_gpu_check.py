@@ -199,3 +199,25 @@ def test_a_rerun_resumes_and_a_step_past_the_budget_is_cut(rehearsal, tmp_path, 
     assert res["steps"]["lmdeploy-1.8b"]["status"] == "cut", res["steps"]["lmdeploy-1.8b"]
     assert res["elapsed_s"] < 45 + 15
     assert "cut" in (tmp_path / "out" / "results.md").read_text()
+
+
+@pytest.mark.integration
+def test_setup_builds_the_tool_env_with_camps_env_code(tmp_path, xtuner_code):
+    """--setup-only: camp.runtime.envs creates the lmdeploy env for a CUDA machine (pip is the faked tool), with the
+    machine's own torch (CAMP_TORCH=system), and the setup is timed in the report."""
+    env = _env(tmp_path, xtuner_code, CAMP_TORCH="system")
+    r = subprocess.run([sys.executable, str(CHECK), "--out", str(tmp_path / "out"), "--rehearse", "--rehearse-setup",
+                        "--setup-only", "--only", "lmdeploy-1.8b", "--scale", "ci"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    info = res["setup"]["envs"]["lmdeploy"]
+    assert info["status"] == "ready" and info["seconds"] > 0
+    assert info["commands"][1] == "pip install -r environments/lmdeploy.txt", "no torch line of its own"
+    prefix = tmp_path / "home" / "envs" / "lmdeploy"
+    marker = json.loads((prefix / ".camp-env.json").read_text())
+    assert marker["machine"] == "cuda" and marker["versions"]["lmdeploy"] == "0.18.0"
+    assert list(prefix.glob("lib/python*/site-packages/camp-machine-packages.pth"))
+    pips = [json.loads(line)["argv"] for line in (tmp_path / "out" / "fake_calls.jsonl").read_text().splitlines()]
+    assert pips and all("-m" in a and "pip" in a for a in pips)
+    assert not any(x.startswith("torch==") for a in pips for x in a)
