@@ -495,6 +495,7 @@ def run_probe(ctx: Ctx) -> None:
 
 def run_shapes(ctx: Ctx) -> None:
     from camp.models import shapes
+    from camp.runtime.errors import CampError
 
     model = MODELS[ctx.step.size]
     cfg = shapes.shape(model, ctx.a.scale)
@@ -505,9 +506,15 @@ def run_shapes(ctx: Ctx) -> None:
     if not shapes.is_complete(where) and free < need:
         raise RuntimeError(f"{free / 1e9:.0f} GB free on the models' disk, {need / 1e9:.0f} GB needed for {model}")
     t0 = now()
-    src = shapes.build(model, scale=ctx.a.scale, show=True)
+    code = None
+    try:
+        shapes.remote_code()
+    except CampError as exc:  # measure anyway: the remote code changes no shape (say so in the report)
+        code = "none"
+        ctx.save(remote_code_missing=str(exc).splitlines()[0])
+    src = shapes.build(model, scale=ctx.a.scale, code=code, show=True)
     t1 = now()
-    folder = shapes.prepare(model, scale=ctx.a.scale)
+    folder = shapes.prepare(model, scale=ctx.a.scale, code=code)
     ctx.save(model=model, source=str(src), folder=str(folder), weight_bytes=shapes.weight_bytes(cfg),
              build_s=round(t1 - t0, 1), normalise_s=round(now() - t1, 1), note=NOTE,
              config={k: cfg[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",

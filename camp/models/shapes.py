@@ -34,6 +34,7 @@ sibling `…-llama` (the normaliser's own marker, plus `shapes.json` naming the 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -212,6 +213,13 @@ def _read_code(path: Path) -> dict[str, str]:
 
 
 # ================================================================================ the tokenizer
+@functools.lru_cache(maxsize=1)
+def _tiny_tokenizer() -> str:
+    from camp.models import tiny
+
+    return tiny._train_tokenizer(tiny.load_dialogues()).to_str()  # deterministic: trained once per process
+
+
 def tokenizer_json(vocab_size: int = REAL_VOCAB) -> dict:
     """camp's tiny byte-level BPE (trained on the course text) laid out in InternLM2's id space (module doc)."""
     from camp.models import tiny
@@ -220,8 +228,7 @@ def tokenizer_json(vocab_size: int = REAL_VOCAB) -> dict:
     if vocab_size != REAL_VOCAB:
         raise CampError(f"vocab_size {vocab_size}: the chat tokens sit at InternLM2's ids {first_chat}–"
                         f"{REAL_VOCAB - 1}, so only the real vocabulary size ({REAL_VOCAB}) is laid out")
-    tok = tiny._train_tokenizer(tiny.load_dialogues())
-    data = json.loads(tok.to_str())
+    data = json.loads(_tiny_tokenizer())
     learned = data["model"]["vocab"]
     specials = set(tiny.SPECIAL_TOKENS)
     vocab = {tiny.UNK: 0, tiny.BOS: 1, tiny.EOS: 2}
@@ -348,7 +355,11 @@ def build(model: str, out: str | os.PathLike | None = None, *, scale: str = "ful
     if folder.exists() and markers.read(folder) is None and any(folder.iterdir()):
         raise CampError(f"{folder} exists and is not a random-weight build — remove it or pass another out=")
     view = progress.get(show)
-    files = remote_code(code)  # before anything is written: a missing source fails fast
+    # before anything is written: a missing source fails fast. code="none": no remote code (the folder then loads
+    # only after normalisation; speed and memory are the same — the GPU check's fallback on a machine without it)
+    files = {} if code == "none" else remote_code(code)
+    if not files:
+        cfg = {k: v for k, v in cfg.items() if k != "auto_map"}
     t0 = time.time()
     view.say(f"shapes: building {name} ({scale}) with random weights in {folder} — {NOTE}")
     with markers.building(folder, replace=True) as tmp:
@@ -367,7 +378,7 @@ def build(model: str, out: str | os.PathLike | None = None, *, scale: str = "ful
             f"{scale}), built by camp.models.shapes. Figures measured on it are the real model's speed and memory, "
             "never its quality.\n", encoding="utf-8")
         markers.mark(tmp, KIND, model=name, scale=scale, seed=seed, recipe=RECIPE_VERSION, note=NOTE,
-                     weight_bytes=nbytes, seconds=round(time.time() - t0, 1))
+                     weight_bytes=nbytes, remote_code=bool(files), seconds=round(time.time() - t0, 1))
     view.say(f"shapes: {name} ({scale}) built in {time.time() - t0:.0f} s, {nbytes / 1e9:.2f} GB of weights")
     return folder
 

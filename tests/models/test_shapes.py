@@ -119,3 +119,16 @@ def test_both_folders_load_and_generate_without_stopping(built):
     new = out[0, x.shape[1]:].tolist()
     assert len(new) == 24 and not {2, 92542} & set(new)
     assert new[:6] == remote
+
+
+def test_without_remote_code_the_build_still_normalises(built, tmp_path, monkeypatch):
+    """code="none" (a GPU machine with neither XTuner nor its wheel): no .py files and no auto_map, the same weights
+    and the same normalised folder."""
+    src, llama, _ = built
+    monkeypatch.setenv("CAMP_HOME", str(tmp_path))
+    out = shapes.build("internlm2_5-1_8b-chat", scale="ci", code="none", show=False)
+    assert not list(out.glob("*.py")) and "auto_map" not in json.loads((out / "config.json").read_text())
+    assert markers.read(out)["remote_code"] is False
+    assert (out / "model.safetensors").read_bytes() == (src / "model.safetensors").read_bytes()
+    again = shapes.prepare("internlm2_5-1_8b-chat", scale="ci", code="none", show=False)
+    assert json.loads((again / "config.json").read_text()) == json.loads((llama / "config.json").read_text())
