@@ -44,7 +44,6 @@ process a camp Job starts (the tool: LMDeploy, XTuner, OpenCompass, the torch pr
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import shutil
@@ -121,20 +120,17 @@ def now() -> float:
 
 
 def read_json(path: Path) -> dict:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    from camp.runtime import markers
+
+    return markers.read_json(path)
 
 
 def write_json(path: Path, obj) -> None:
-    """Atomic: a reader (or a cut-off) sees the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Atomic (camp.runtime.markers.write_json): a reader, or a cut-off, sees the old file or the new one."""
+    from camp.runtime import markers
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    markers.write_json(path, obj)
 
 
 class Log:
