@@ -35,11 +35,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quiet", action="store_true", help="camp side without its live view")
     args = ap.parse_args(argv)
 
-    from camp import data
+    from camp import data, models, training
     from camp.runtime import envs
-    from camp import models
-    from camp import training
-    from camp.training import xtuner_compat
+    from camp.training import xtuner, xtuner_compat
 
     records = data.self_cognition("小测", "测试员")
     tmp = Path(tempfile.mkdtemp(prefix="camp-ft-bench-"))
@@ -54,7 +52,7 @@ def main(argv=None) -> int:
 
     def direct_run(tag: str, config: Path) -> float:
         py = envs.python("xtuner")
-        train_py = training._xtuner_tool("tools/train.py")
+        train_py = envs.find_package("xtuner", "xtuner") / "tools" / "train.py"
         env = {**os.environ, **envs.activation("xtuner"), **xtuner_compat.job_env(), "PYTHONNOUSERSITE": "1",
                "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": ""}
         work = tmp / f"direct-{tag}" / "work"
@@ -81,7 +79,7 @@ def main(argv=None) -> int:
                 else:
                     direct_t.append(direct_run(str(i), config))
             print(f"round {i + 1}: camp {camp_t[-1]:.2f} s, direct {direct_t[-1]:.2f} s", file=sys.stderr)
-        iters = training.parse_log((tmp / "camp-warm" / "jobs" / "train" / "log.txt").read_text()).total
+        iters = xtuner.parse_log((tmp / "camp-warm" / "jobs" / "train" / "log.txt").read_text()).total
         mc, md = statistics.median(camp_t), statistics.median(direct_t)
         print(f"training stage, {args.model}, {iters} iterations, {args.rounds} interleaved rounds (warm env)")
         print(f"  camp.finetune (train stage): median {mc:.2f} s  best {min(camp_t):.2f} s  "

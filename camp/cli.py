@@ -161,6 +161,8 @@ def _serve(sub) -> None:
     sv.add_argument("--api-key", default=None, help="require this key from clients")
     sv.add_argument("--tp", type=int, default=None, help="tensor parallel GPUs (LMDeploy)")
     sv.add_argument("--profile", default="auto")
+    sv.add_argument("--model-name", default=None, help="the name clients send (default: the catalogue or registered "
+                    "name), as LMDeploy's --model-name")
     sv.set_defaults(func=_handler("camp.serving.stage:cli_serve"))
 
 

@@ -128,25 +128,38 @@ class Agent:
         served = endpoint.model
 
         class CampGPTAPI(L["GPTAPI"]):
-            # Lagent sends model_type as the request's `model`; servers (transformers serve: the folder path)
-            # need the endpoint's own name, while model_type must start with 'gpt' for Lagent to build the body.
+            # Lagent builds the request body (its ReAct prompt, stop words, its generation settings); camp's endpoint
+            # client sends it (Lagent posts with `requests`, which sends local traffic to an http_proxy).
             def generate_request_data(self, model_type, messages, gen_params, json_mode=False):
                 # top_k is not an OpenAI parameter (Lagent warns on every call)
                 gen_params = {k: v for k, v in gen_params.items() if k != "top_k"}
                 header, data = super().generate_request_data(model_type, messages, gen_params, json_mode)
                 if isinstance(data, dict):
+                    # Lagent sends model_type as `model` (it must start with 'gpt' for Lagent to build the body);
+                    # the server wants the name it serves
                     data["model"] = served
                     data = {k: v for k, v in data.items() if v is not None}
                     if not data.get("frequency_penalty"):
                         data.pop("frequency_penalty", None)
                 return header, data
 
-            def _chat(self, messages, **kw):
+            def _chat(self, messages, **gen_params):
+                _, data = self.generate_request_data(model_type=self.model_type, messages=messages,
+                                                     gen_params=gen_params, json_mode=self.json_mode)
+                status, body = endpoint.api.request("POST", "/chat/completions", body=data, timeout=600)
+                if status == 0:
+                    raise CampError(f"the model server {endpoint.base_url} did not answer — is it running? "
+                                    "endpoint.healthy()")
+                if status >= 400:
+                    from camp.serving.client import _detail_of
+
+                    raise CampError(f"the model server {endpoint.base_url} refused the request ({status}: "
+                                    f"{_detail_of(body)}) — is {served!r} the name it serves? endpoint.models()")
                 try:
-                    reply = super()._chat(messages, **kw)
-                except RuntimeError as exc:
-                    raise CampError(f"the model server {endpoint.base_url} did not answer ({exc}) — is it "
-                                    "running? endpoint.healthy()") from exc
+                    reply = body["choices"][0]["message"]["content"].strip()
+                except (KeyError, IndexError, TypeError):
+                    raise CampError(f"the model server {endpoint.base_url} answered without a reply: "
+                                    f"{str(body)[:300]}") from None
                 agent._on_model_reply(reply)
                 return reply
 

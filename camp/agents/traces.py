@@ -295,7 +295,7 @@ def lesson_settings(profile=None) -> dict:
     """The agent fine-tuning settings for `profile` (a name, a Profile or None for this machine)."""
     from camp.runtime import hardware
 
-    prof = profile if isinstance(profile, hardware.Profile) else hardware.profile(profile or "auto")
+    prof = hardware.profile(profile)
     return dict(LESSON["cuda" if prof.device == "cuda" else "cpu"])
 
 

@@ -27,35 +27,18 @@ DEFAULT_GEN = {"max_new_tokens": 256, "temperature": None, "top_p": None, "do_sa
 
 # ===================================================================== endpoint backend
 class EndpointBackend:
-    """An OpenAI-compatible server (LMDeploy api_server, `transformers serve`, …) through the openai SDK."""
+    """An OpenAI-compatible server (LMDeploy api_server, `transformers serve`, …) through camp's endpoint client."""
 
     kind = "endpoint"
 
     def __init__(self, base_url: str, api_key: str | None, model: str | None):
-        try:
-            import openai
-        except ImportError as exc:
-            raise CampError("the openai package is missing — install it into this environment") from exc
-        self._openai = openai
-        self.base_url = base_url.rstrip("/")
-        key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"  # local servers accept any key
-        self.client = openai.OpenAI(base_url=self.base_url, api_key=key, max_retries=0, timeout=600)
-        self.model = model if model and model != "auto" else self._first_model()
-        self.last_stats: dict = {}
+        from camp.serving.client import Client
 
-    def _first_model(self) -> str:
-        try:
-            ids = [m.id for m in self.client.models.list()]
-        except self._openai.APIConnectionError as exc:
-            raise CampError(f"cannot reach {self.base_url} — is the server running?") from exc
-        except self._openai.APIError as exc:
-            raise CampError(f"{self.base_url}/models failed: {exc} — pass the model name explicitly") from exc
-        if not ids:
-            raise CampError(
-                f"{self.base_url} lists no models — pass the model name it serves "
-                "(for `transformers serve`: the model folder it was started with)"
-            )
-        return ids[0]
+        key = api_key or os.environ.get("OPENAI_API_KEY") or None  # local servers accept any key
+        self.client = Client(base_url, model if model and model != "auto" else None, key)
+        self.base_url = self.client.base_url
+        self.model = self.client.model  # resolved now: a wrong URL or name fails here, not at the first message
+        self.last_stats: dict = {}
 
     @property
     def name(self) -> str:
@@ -65,36 +48,13 @@ class EndpointBackend:
         return f"{self.model} @ {self.base_url}"
 
     def stream(self, messages: list[dict], gen: dict) -> Iterator[str]:
-        gen = {k: v for k, v in gen.items() if v is not None}
-        body = {"max_tokens": gen.pop("max_new_tokens", None)}
-        if gen.pop("do_sample", None) is False:
-            gen["temperature"] = 0
-        for k in ("temperature", "top_p"):
-            body[k] = gen.pop(k, None)
-        body = {k: v for k, v in body.items() if v is not None}
-        # repetition_penalty and the like: not OpenAI fields, but LMDeploy and others read them from the body
-        extra = gen or None
         started, n = time.perf_counter(), 0
         try:
-            response = self.client.chat.completions.create(
-                model=self.model, messages=messages, stream=True, extra_body=extra, **body
-            )
-        except self._openai.APIConnectionError as exc:
-            raise CampError(f"cannot reach {self.base_url} — is the server running?") from exc
-        except self._openai.APIStatusError as exc:
-            raise CampError(f"{self.base_url} answered {exc.status_code}: {exc.message}") from exc
-        try:
-            for chunk in response:
-                if not chunk.choices:
-                    continue
-                piece = chunk.choices[0].delta.content
-                if piece:
-                    n += 1
-                    yield piece
+            for piece in self.client.chat(messages, stream=True, **gen):
+                n += 1
+                yield piece
         finally:
-            response.close()  # stops the server's generation when the consumer stops early
-            seconds = time.perf_counter() - started
-            self.last_stats = {"chunks": n, "seconds": seconds}
+            self.last_stats = {"chunks": n, "seconds": time.perf_counter() - started}
 
 
 # ===================================================================== session

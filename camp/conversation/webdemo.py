@@ -1,6 +1,6 @@
 """`camp webdemo`: the Streamlit chat app as a camp Job, bound to 127.0.0.1 by default.
 
-    demo = camp.ui.webdemo.launch("tiny")      # returns once /_stcore/health answers
+    demo = camp.webdemo("tiny")                  # returns once /_stcore/health answers
     demo.url; demo.stop()                        # or: with launch(...) as demo: ...
 """
 
@@ -9,18 +9,17 @@ from __future__ import annotations
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from camp.runtime import config
+from camp.runtime import config, progress
 from camp.runtime.errors import CampError
+from camp.runtime.jobs import new_run_dir
+from camp.runtime.stage import StageError, Step, explain, run_step
 from camp.serving import ports
+from camp.serving.ports import LOCAL_HOSTS, SSH_HINT
 
 APP = Path(__file__).resolve().parents[1] / "ui" / "webdemo_app.py"
 FIRST_PORT = 8501  # Streamlit's usual port, which course material tunnels
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-SSH_HINT = "ssh -CNg -L {port}:127.0.0.1:{port} root@ssh.intern-ai.org.cn -p <your ssh port>"
 
 
 def free_port(host: str = "127.0.0.1", start: int = FIRST_PORT, tries: int = 100) -> int:
@@ -65,20 +64,9 @@ class WebDemo:
         return f"<WebDemo {self.url} {state} model={self.model} log={self.job.log_path}>"
 
     def _repr_html_(self):
-        import html
+        from camp.ui.html import webdemo_html
 
-        return (
-            f'<b>camp webdemo</b> ({html.escape(self.job.status)}): <a href="{self.url}" target="_blank">{self.url}</a>'
-            f"<pre>{html.escape(self.hint)}</pre>"
-        )
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-            return r.status == 200
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
+        return webdemo_html(self)
 
 
 def launch(
@@ -88,12 +76,16 @@ def launch(
     host: str = "127.0.0.1",
     system: str | None = None,
     timeout: float = 90.0,
+    show=True,
 ) -> WebDemo:
-    """Start the Streamlit chat app on `model` and return once it answers; raises CampError with the log
-    tail if it does not come up within `timeout` s. The model is resolved (downloaded) here, before the
-    server starts, so a bad name fails fast; the server loads it on the first page view."""
+    """Start the Streamlit chat app on `model` and return once it answers; raises StageError (the cause and the log
+    path) if it does not come up within `timeout` s. The model is resolved (downloaded) here, before the server
+    starts, so a bad name fails fast; the server loads it on the first page view. The demo runs under the guard:
+    it dies with the process that started it."""
+    import httpx
+
     from camp.conversation.session import _resolve_folder
-    from camp.runtime.jobs import Job
+    from camp.serving.client import http_client
 
     folder = _resolve_folder(model)
     if port is None:
@@ -113,24 +105,18 @@ def launch(
         "--browser.gatherUsageStats", "false",
         "--server.fileWatcherType", "none",  # no reload-on-edit watcher: nothing to watch in a demo
     ]  # fmt: skip
-    job = Job(cmd, name="webdemo", extra_env=env, kill_on_exit=True)
-    job.start()
-    demo = WebDemo(job, host, port, str(folder))
-    deadline = time.monotonic() + timeout
-    while True:
-        if _healthy(demo.url):
-            return demo
-        if job.done:
-            raise CampError(_failure("the web demo exited", job))
-        if time.monotonic() > deadline:
-            job.cancel(grace=3)
-            raise CampError(_failure(f"the web demo did not answer within {timeout:.0f} s", job))
-        time.sleep(0.2)
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
+    http = http_client(url, timeout=5)
 
+    def ready(job) -> bool:
+        try:
+            return http.get(url + "/_stcore/health", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
 
-def _failure(what: str, job) -> str:
-    tail = "\n".join("    " + line for line in job.tail(15))
-    return f"{what} — see {job.log_path}\n  last lines:\n{tail}"
+    job = run_step(Step("webdemo", cmd, new_run_dir("webdemo"), extra_env=env, ready=ready, timeout=timeout,
+                        desc="Streamlit"), progress.get(show))
+    return WebDemo(job, host, port, str(folder))
 
 
 def cli_webdemo(args) -> int:
@@ -152,5 +138,4 @@ def cli_webdemo(args) -> int:
         demo.stop()
         print("\ncamp webdemo: stopped")
         return 0
-    print(_failure(f"the web demo stopped ({demo.job.status})", demo.job), file=sys.stderr)
-    return 1
+    raise StageError("webdemo", f"the web demo stopped ({demo.job.status}): {explain(demo.job)}", demo.job)

@@ -265,22 +265,16 @@ def load_questions(path: str | os.PathLike) -> tuple[str, list[dict], list[str]]
 
 
 # ------------------------------------------------------------------ OpenCompass dataset configs
-_oc_dir_cache: dict[str, Path] = {}
-
 
 def opencompass_package() -> Path:
     """The opencompass package folder in the opencompass env (found without importing it: ~14 s)."""
     from camp.runtime import envs
 
-    py = str(envs.python("opencompass"))
-    if py not in _oc_dir_cache:
-        code = "import importlib.util as u; s = u.find_spec('opencompass'); print(list(s.submodule_search_locations)[0])"
-        r = envs.run("opencompass", [py, "-c", code], capture_output=True, text=True)
-        if r.returncode != 0 or not r.stdout.strip():
-            raise CampError(f"opencompass is not importable in its env ({py}): {r.stderr.strip()[-300:]} — "
-                            "run `camp env create opencompass --force`")
-        _oc_dir_cache[py] = Path(r.stdout.strip().splitlines()[-1])
-    return _oc_dir_cache[py]
+    found = envs.find_package("opencompass", "opencompass")
+    if found is None:
+        raise CampError(f"opencompass is not importable in its env ({envs.python('opencompass')}) — run "
+                        "`camp env create opencompass --force`")
+    return found
 
 
 def _oc_config_files(pkg: Path) -> dict[str, list[Path]]:

@@ -45,7 +45,7 @@ def settings(profile=None, models_: list[ModelSpec] | None = None) -> Settings:
     from camp import models
     from camp.runtime import hardware
 
-    prof = profile if isinstance(profile, hardware.Profile) else hardware.profile(profile or "auto")
+    prof = hardware.profile(profile)
     if prof.device == "cpu":
         return Settings(prof.name, "cpu", "float32", 0, BATCH_SIZE["cpu-tiny"], MAX_OUT_LEN["cpu"], 1, True)
     need_gpus = 1
@@ -137,8 +137,9 @@ def run_environment(run_dir: Path, models_: list[ModelSpec], datasets: list[Data
     if s.device == "cpu" and "OMP_NUM_THREADS" not in os.environ and all(m.weights_gb < 0.2 for m in models_):
         env["OMP_NUM_THREADS"] = "1"  # tiny models on a few cores: more threads were 10-30x slower
     if any(m.kind == "endpoint" for m in models_):
-        no_proxy = os.environ.get("NO_PROXY") or os.environ.get("no_proxy") or ""
-        env["NO_PROXY"] = env["no_proxy"] = ",".join(x for x in (no_proxy, "127.0.0.1", "localhost") if x)
+        from camp.serving.client import no_proxy_env
+
+        env.update(no_proxy_env())  # OpenCompass's OpenAI client must reach a local server directly
         keys = {m.api_key for m in models_ if m.kind == "endpoint" and m.api_key not in (None, "", "EMPTY")}
         if keys:
             env["OPENAI_API_KEY"] = keys.pop()

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -64,35 +63,9 @@ class EvalResult:
 
     # -------------------------------------------------------------- showing
     def plot(self, ax=None, title: str | None = None):
-        """Grouped bar chart: one group per dataset (and metric), one bar per model. Returns the Figure."""
-        p = self.scores()
-        if ax is None:
-            from matplotlib.figure import Figure  # no pyplot: the figure shows once, as the returned value
+        from camp.ui.plots import eval_bars
 
-            fig = Figure(figsize=(max(4.5, 1.6 * max(len(p), 1) * max(1, len(p.columns)) ** 0.5 + 2), 3.4))
-            ax = fig.add_subplot()
-        else:
-            fig = ax.figure
-        if len(p):
-            labels = [d if len({m for _, m in p.index}) == 1 else f"{d}\n{m}" for d, m in p.index]
-            n = len(p.columns)
-            width = 0.8 / max(n, 1)
-            for i, model in enumerate(p.columns):
-                xs = [j + (i - (n - 1) / 2) * width for j in range(len(p))]
-                bars = ax.bar(xs, p[model].tolist(), width, label=str(model))
-                ax.bar_label(bars, fmt="%.0f", fontsize=8, padding=1)
-            ax.set_xticks(range(len(p)), labels)
-            legend = ax.legend(fontsize=8, loc="upper right" if n < 4 else "best")
-            font = _cjk_font() if any(not str(x).isascii() for x in [*labels, *p.columns]) else None
-            if font:  # Chinese model/dataset names: a font that has the glyphs, when this machine has one
-                for t in [*ax.get_xticklabels(), *legend.get_texts()]:
-                    t.set_fontfamily([font, "DejaVu Sans"])
-        ax.set_ylim(0, 110)
-        ax.set_ylabel("score (0–100)")
-        ax.set_title(title or "OpenCompass: " + ", ".join(self.models))
-        ax.spines[["top", "right"]].set_visible(False)
-        fig.tight_layout()
-        return fig
+        return eval_bars(self, ax=ax, title=title)
 
     def to_dict(self) -> dict:
         rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
@@ -113,17 +86,9 @@ class EvalResult:
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=indent)
 
     def _repr_html_(self) -> str:
-        import base64
-        import html
+        from camp.ui.html import eval_html
 
-        p = self.scores()
-        table = p.to_html(float_format=lambda v: f"{v:.1f}") if len(p) else "<p>no scores</p>"
-        buf = io.BytesIO()
-        self.plot().savefig(buf, format="png", dpi=100)
-        img = base64.b64encode(buf.getvalue()).decode("ascii")
-        return (f"<div><b>OpenCompass scores</b> ({self.seconds:.0f} s, run folder "
-                f"<code>{html.escape(str(self.run_dir))}</code>)<br>{table}"
-                f"<img src='data:image/png;base64,{img}'/></div>")
+        return eval_html(self)
 
     def __repr__(self) -> str:
         p = self.scores()
@@ -131,11 +96,3 @@ class EvalResult:
         return f"EvalResult({', '.join(self.models)}; run_dir={self.run_dir})\n{body}"
 
 
-def _cjk_font() -> str | None:
-    from matplotlib import font_manager
-
-    for f in font_manager.fontManager.ttflist:
-        if any(k in f.name for k in ("CJK", "WenQuanYi", "Noto Sans SC", "SimHei", "YaHei", "PingFang",
-                                      "Source Han", "Heiti", "SimSun")):
-            return f.name
-    return None

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -55,7 +54,9 @@ from camp.evaluation.opencompass import (
 from camp.evaluation.opencompass import settings as oc_settings
 from camp.evaluation.result import EvalResult
 from camp.evaluation.targets import ModelSpec, resolve_models
+from camp.runtime import envs, hardware, progress
 from camp.runtime.errors import CampError
+from camp.runtime.stage import Stage, Step
 
 
 class EvalError(CampError):
@@ -124,7 +125,102 @@ def _task_logs(exp_dir: Path | None, failed: list[tuple[str, str]]) -> list[str]
     return out
 
 
-def evaluate(models, datasets, *, profile=None, limit: int | None = None, run_dir=None, show: bool = True,
+class EvaluateStage(Stage):
+    """`camp.evaluate`: check models and datasets → the opencompass env → config.py → OpenCompass (one Step) →
+    judged from its files, never from its exit status alone."""
+
+    name = "eval"
+    env = "opencompass"
+
+    def __init__(self, models, datasets, *, profile=None, limit: int | None = None, api_key: str | None = None,
+                 tokenizer: str | None = None, assistant_name: str | None = None, show=True):
+        self.models_in, self.datasets_in, self.limit = models, datasets, limit
+        self.api_key, self.tokenizer, self.assistant_name = api_key, tokenizer, assistant_name
+        self.profile, self.show = hardware.profile(profile), show
+
+    def validate(self) -> None:
+        """Everything but OpenCompass's own dataset names (they need the env): OpenCompass's import alone costs
+        ~14 s, so a wrong model or file must fail before."""
+        limit = self.limit
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+            raise CampError(f"limit={limit!r}: give a whole number of questions, at least 1")
+        self.specs_d = resolve_datasets(_listify(self.datasets_in), assistant_name=self.assistant_name,
+                                        opencompass=False)
+        self.specs_m = resolve_models(self.models_in, api_key=self.api_key, tokenizer=self.tokenizer,
+                                      profile=self.profile)
+
+    def prepare(self, run_dir: Path):
+        view = progress.get(self.show)
+        if any(d.kind == "opencompass" for d in self.specs_d):
+            pkg = opencompass_package()
+            for i, d in enumerate(self.specs_d):
+                if d.kind == "opencompass":
+                    spec = opencompass_dataset(d.source, pkg)
+                    spec.name = d.name
+                    self.specs_d[i] = spec
+        self.settings = oc_settings(self.profile, self.specs_m)
+        for m in self.specs_m:
+            if self.settings.device == "cpu" and m.kind == "local" and m.weights_gb > 1:
+                m.notes.append(f"{m.name}: {m.weights_gb:.1f} GB of weights on a CPU — expect minutes per question; "
+                               "try limit=… first, or a GPU profile")
+            for note in m.notes:
+                view.say(f"camp: {note}")
+        self.config_path = write_config(run_dir, self.specs_m, self.specs_d, self.settings, limit=self.limit)
+        work_dir = run_dir / "outputs"
+        self.before = {p.name for p in work_dir.iterdir()} if work_dir.is_dir() else set()
+        return None
+
+    def steps(self, run_dir: Path):
+        limit, s = self.limit, self.settings
+        sizes = {(m.abbr, d.name): len(d.records[:limit] if limit else d.records)
+                 for m in self.specs_m for d in self.specs_d if d.kind != "opencompass"}
+        known = all(d.kind != "opencompass" for d in self.specs_d)
+        self.t0 = time.time()
+        # judged in finish() from the files, with the log lines that explain a failure (allow_failure)
+        yield Step("eval", [str(envs.python("opencompass")), *command(self.config_path, run_dir / "outputs", s)],
+                   run_dir, env="opencompass", cwd=run_dir,
+                   extra_env=run_environment(run_dir, self.specs_m, self.specs_d, s),
+                   parser=EvalProgress(sizes, {m.abbr: m.name for m in self.specs_m}),
+                   total=sum(sizes.values()) if known else None, desc="OpenCompass: starting", unit="q",
+                   allow_failure=True, interrupted=f"evaluation interrupted (run folder {run_dir})")
+
+    def finish(self, run_dir: Path, jobs: list) -> EvalResult:
+        job = jobs[0]
+        seconds = time.time() - self.t0
+        specs_m, specs_d = self.specs_m, self.specs_d
+        exp_dir = latest_experiment(run_dir / "outputs", self.before)
+        problems, summary, table, failed = _judge(exp_dir, specs_m, specs_d)
+        by_abbr = {m.abbr: m.name for m in specs_m}
+        parts = {by_abbr.get(a, a): ds for a, ds in
+                 (prediction_files(exp_dir, {d.name for d in specs_d}) if exp_dir else {}).items()}
+        result = None
+        if table is not None:
+            order = {m.name: i for i, m in enumerate(specs_m)}
+            table = (table.assign(_m=table["model"].map(order)).sort_values("_m", kind="stable")
+                     .drop(columns="_m").reset_index(drop=True))
+            result = EvalResult(
+                table=table, run_dir=run_dir, config_path=self.config_path, summary_csv=summary,
+                predictions={m: {d: fs[0] for d, fs in ds.items()} for m, ds in parts.items()},
+                models=[m.name for m in specs_m], datasets=list(dict.fromkeys(table["dataset"])), seconds=seconds,
+                settings=self.settings.to_dict(), _parts=parts)
+        if problems:
+            log_text = job.log_path.read_text(encoding="utf-8", errors="replace") if job.log_path else ""
+            why = relevant_lines(log_text)
+            for text in _task_logs(exp_dir, failed):
+                why += [ln for ln in relevant_lines(text) if ln not in why]
+            msg = "evaluation failed: " + "; ".join(problems[:6])
+            if len(problems) > 6:
+                msg += f" (+{len(problems) - 6} more)"
+            if job.status == "failed":
+                msg += f"; OpenCompass {job.problem}"
+            if why:
+                msg += "\n  from the log:\n" + "\n".join("    " + ln[:300] for ln in why)
+            msg += f"\n  log: {job.log_path}\n  run folder: {run_dir}"
+            raise EvalError(msg, result)
+        return result
+
+
+def evaluate(models, datasets, *, profile=None, limit: int | None = None, run_dir=None, show=True,
              api_key: str | None = None, tokenizer: str | None = None, assistant_name: str | None = None
              ) -> EvalResult:
     """Evaluate models on datasets with OpenCompass; returns an EvalResult (.table, .plot(), .answers()).
@@ -138,101 +234,8 @@ def evaluate(models, datasets, *, profile=None, limit: int | None = None, run_di
     limit:    only the first N questions of each dataset (quick checks).
     Raises CampError before anything runs when a model or dataset is wrong; EvalError (with .result for
     whatever did succeed) when OpenCompass ran but some model × dataset got no score."""
-    from camp.runtime import hardware
-    from camp.runtime.jobs import Job, JobFailed, new_run_dir
-
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-        raise CampError(f"limit={limit!r}: give a whole number of questions, at least 1")
-    prof = profile if isinstance(profile, hardware.Profile) else hardware.profile(profile or "auto")
-    # ---- 1. check everything first (OpenCompass's import alone costs ~14 s): datasets, models, then the
-    # OpenCompass dataset names, which need the opencompass env (created here when missing: minutes, once)
-    specs_d = resolve_datasets(_listify(datasets), assistant_name=assistant_name, opencompass=False)
-    specs_m = resolve_models(models, api_key=api_key, tokenizer=tokenizer, profile=prof)
-    python = _ensure_env(show)
-    if any(d.kind == "opencompass" for d in specs_d):
-        pkg = opencompass_package()
-        for i, d in enumerate(specs_d):
-            if d.kind == "opencompass":
-                spec = opencompass_dataset(d.source, pkg)
-                spec.name = d.name
-                specs_d[i] = spec
-    settings = oc_settings(prof, specs_m)
-    for m in specs_m:
-        if settings.device == "cpu" and m.kind == "local" and m.weights_gb > 1:
-            m.notes.append(f"{m.name}: {m.weights_gb:.1f} GB of weights on a CPU — expect minutes per question; "
-                           "try limit=… first, or a GPU profile")
-    if show:
-        for m in specs_m:
-            for note in m.notes:
-                print(f"camp: {note}", file=sys.stderr)
-
-    # ---- 2. the run folder: config.py, data/, camp_scoring.py
-    run_dir = Path(run_dir).expanduser().resolve() if run_dir else new_run_dir("eval")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg = write_config(run_dir, specs_m, specs_d, settings, limit=limit)
-    work_dir = run_dir / "outputs"
-    before = {p.name for p in work_dir.iterdir()} if work_dir.is_dir() else set()
-
-    # ---- 3. OpenCompass as a Job
-    sizes = {(m.abbr, d.name): len(d.records[:limit] if limit else d.records)
-             for m in specs_m for d in specs_d if d.kind != "opencompass"}
-    known = all(d.kind != "opencompass" for d in specs_d)
-    job = Job([str(python), *command(cfg, work_dir, settings)], name="eval", env="opencompass",
-              run_dir=run_dir, cwd=run_dir, extra_env=run_environment(run_dir, specs_m, specs_d, settings),
-              parser=EvalProgress(sizes, {m.abbr: m.name for m in specs_m}),
-              total=sum(sizes.values()) if known else None, desc="OpenCompass: starting", unit="q")
-    t0 = time.time()
-    try:
-        job.run(show=show)
-    except JobFailed:
-        pass  # judged from the files below, with the log lines that explain it
-    except KeyboardInterrupt:
-        raise CampError(f"evaluation interrupted (run folder {run_dir})") from None
-    seconds = time.time() - t0
-
-    # ---- 4. judge from the files
-    exp_dir = latest_experiment(work_dir, before)
-    problems, summary, table, failed = _judge(exp_dir, specs_m, specs_d)
-    by_abbr = {m.abbr: m.name for m in specs_m}
-    parts = {by_abbr.get(a, a): ds for a, ds in
-             (prediction_files(exp_dir, {d.name for d in specs_d}) if exp_dir else {}).items()}
-    result = None
-    if table is not None:
-        order = {m.name: i for i, m in enumerate(specs_m)}
-        table = (table.assign(_m=table["model"].map(order)).sort_values("_m", kind="stable")
-                 .drop(columns="_m").reset_index(drop=True))
-        result = EvalResult(
-            table=table, run_dir=run_dir, config_path=cfg, summary_csv=summary,
-            predictions={m: {d: fs[0] for d, fs in ds.items()} for m, ds in parts.items()},
-            models=[m.name for m in specs_m], datasets=list(dict.fromkeys(table["dataset"])), seconds=seconds,
-            settings=settings.to_dict(), _parts=parts)
-    if problems:
-        log_text = job.log_path.read_text(encoding="utf-8", errors="replace") if job.log_path else ""
-        why = relevant_lines(log_text)
-        for text in _task_logs(exp_dir, failed):
-            why += [ln for ln in relevant_lines(text) if ln not in why]
-        msg = "evaluation failed: " + "; ".join(problems[:6])
-        if len(problems) > 6:
-            msg += f" (+{len(problems) - 6} more)"
-        if job.status == "failed":
-            msg += f"; OpenCompass {job.problem}"
-        if why:
-            msg += "\n  from the log:\n" + "\n".join("    " + ln[:300] for ln in why)
-        msg += f"\n  log: {job.log_path}\n  run folder: {run_dir}"
-        raise EvalError(msg, result)
-    return result
-
-
-def _ensure_env(show: bool) -> Path:
-    from camp.runtime import envs
-
-    try:
-        return envs.python("opencompass")
-    except CampError:
-        if show:
-            print("camp: creating the opencompass environment (a few minutes, once)", file=sys.stderr)
-        envs.create("opencompass", show=show)
-        return envs.python("opencompass")
+    return EvaluateStage(models, datasets, profile=profile, limit=limit, api_key=api_key, tokenizer=tokenizer,
+                         assistant_name=assistant_name, show=show).run(run_dir=run_dir, show=show)
 
 
 def _listify(x) -> list:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from camp.evaluation.datasets import _safe, _unique
 from camp.runtime.errors import CampError
+from camp.serving.client import _detail_of, parse_url
 
 
 # ================================================================================== models
@@ -29,74 +30,34 @@ class ModelSpec:
     notes: list[str] = field(default_factory=list)
 
 
-def _parse_endpoint(s: str) -> tuple[str, str | None]:
-    url, _, model = s.partition("#")
-    url = url.rstrip("/")
-    if re.fullmatch(r"https?://[^/]+", url):
-        url += "/v1"  # OpenAI-compatible servers (LMDeploy, transformers serve, vLLM) answer under /v1
-    return url, (model or None)
+def _endpoint_spec(base_url: str, model: str | None, api_key: str | None, tokenizer: str | None,
+                   folder: Path | None = None) -> ModelSpec:
+    from camp.serving.client import Client
 
-
-def _http_json(url: str, api_key: str | None, body: dict | None = None, timeout: float = 5.0):
-    """(status, parsed JSON or None) of a GET (or a POST of `body`); CampError when nothing answers."""
-    import urllib.error
-    import urllib.request
-
-    headers = {"Authorization": f"Bearer {api_key or 'EMPTY'}"}
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode("utf-8")
-        headers["Content-Type"] = "application/json"
-    req = urllib.request.Request(url, data=data, headers=headers)
-    # a server on this machine must not be reached through an HTTP proxy from the environment
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(req, timeout=timeout) as r:
-            status, raw = r.status, r.read()
-    except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        base = url.rsplit("/", 1)[0].removesuffix("/chat")
-        raise CampError(f"endpoint {base} is not reachable ({reason}) — is the server running? Start one with "
-                        "`camp serve MODEL` (LMDeploy on GPU, transformers serve on CPU)") from None
-    try:
-        return status, json.loads(raw.decode("utf-8", "replace") or "null")
-    except ValueError:
-        return status, None
-
-
-def _detail(body) -> str:
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
-        for k in ("detail", "message", "error"):
-            if body.get(k):
-                return str(body[k])
-    return "no details"
-
-
-def _endpoint_spec(base_url: str, model: str | None, api_key: str | None, tokenizer: str | None) -> ModelSpec:
-    status, body = _http_json(base_url + "/models", api_key)
+    client = Client(base_url, model, api_key)
+    base_url = client.base_url
+    status, body = client.request("GET", "/models")
+    if status == 0:
+        raise client.unreachable()
     if status in (401, 403):
         raise CampError(f"endpoint {base_url} refused the API key ({status}) — pass the server's key with "
                         "api_key=… / --api-key")
     if model is None:
-        ids = [m.get("id") for m in (body or {}).get("data", []) if isinstance(m, dict)] if isinstance(body, dict) else []
+        ids = [m.get("id") for m in body.get("data", []) if isinstance(m, dict)] if isinstance(body, dict) else []
         if not ids:
-            raise CampError(f"endpoint {base_url} lists no models — name the one it serves: {base_url}#MODEL "
-                            "(for `transformers serve`: the model folder it was started with)")
+            raise CampError(f"endpoint {base_url} lists no models — name the one it serves: {base_url}#MODEL")
         model = ids[0]
-    # One 1-token request: a wrong model name (transformers serve wants its exact folder path) fails here,
-    # in a second, instead of as a retry loop inside OpenCompass.
-    status, body = _http_json(base_url + "/chat/completions", api_key, timeout=120, body={
+    # One 1-token request: a wrong model name fails here, in a second, instead of as a retry loop inside
+    # OpenCompass.
+    status, body = client.request("POST", "/chat/completions", timeout=120, body={
         "model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})
+    if status == 0:
+        raise client.unreachable()
     if status in (401, 403):
         raise CampError(f"endpoint {base_url} refused the API key ({status}) — pass the server's key with "
                         "api_key=… / --api-key")
     if status >= 400:
-        raise CampError(f"endpoint {base_url} rejected a request for model {model!r} ({status}: {_detail(body)}) — "
+        raise CampError(f"endpoint {base_url} rejected a request for model {model!r} ({status}: {_detail_of(body)}) — "
                         f"name the model the server serves: {base_url}#MODEL")
     spec = ModelSpec(name=f"endpoint:{Path(model).name if '/' in model else model}", kind="endpoint",
                      path=model, base_url=base_url, api_key=api_key)
@@ -108,18 +69,16 @@ def _endpoint_spec(base_url: str, model: str | None, api_key: str | None, tokeni
             raise CampError(f"tokenizer {tok}: not a folder with tokenizer files (tokenizer.json / "
                             "tokenizer_config.json) — give the served model's folder")
         spec.tokenizer = str(tok.resolve())
+    elif folder is not None and Path(folder).is_dir():
+        spec.tokenizer = str(Path(folder).resolve())  # a camp Endpoint knows the folder it serves
     elif Path(model).is_dir():
         spec.tokenizer = str(Path(model).resolve())
     else:
         from camp import models
 
-        local = None
-        try:
-            local = models.find_local(models.get(model))
-        except CampError:
-            pass
-        if local:
-            spec.tokenizer = str(local[0])
+        local = models.local_folder(model)  # catalogue, registered or built: already on this machine
+        if local is not None:
+            spec.tokenizer = str(local)
         else:
             from camp.models import tiny
 
@@ -127,6 +86,8 @@ def _endpoint_spec(base_url: str, model: str | None, api_key: str | None, tokeni
             spec.notes.append(f"{spec.name}: no local tokenizer for {model!r}; prompt lengths are counted with the "
                               "tiny model's tokenizer (pass tokenizer=… / --tokenizer for exact counts)")
     return spec
+
+
 
 
 def _weights_gb(path: Path) -> float:
@@ -176,11 +137,11 @@ def resolve_models(models_, *, api_key: str | None = None, tokenizer: str | None
     specs: list[ModelSpec] = []
     for m in models_:
         if hasattr(m, "base_url") and hasattr(m, "model"):  # camp.serving.Endpoint or alike
-            base, model = _parse_endpoint(str(m.base_url))
+            base, model = parse_url(str(m.base_url))
             specs.append(_endpoint_spec(base, getattr(m, "model", None) or model,
-                                        getattr(m, "api_key", None) or api_key, tokenizer))
+                                        getattr(m, "api_key", None) or api_key, tokenizer, getattr(m, "folder", None)))
         elif isinstance(m, str) and re.match(r"https?://", m.strip()):
-            base, model = _parse_endpoint(m.strip())
+            base, model = parse_url(m.strip())
             specs.append(_endpoint_spec(base, model, api_key, tokenizer))
         elif isinstance(m, (str, os.PathLike)):
             specs.append(_local_spec(m, profile))

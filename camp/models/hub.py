@@ -435,7 +435,7 @@ def resolve(model: str | os.PathLike | None = "auto", *, profile=None) -> Path:
     if s.lower() == "auto":
         from camp.runtime import hardware
 
-        prof = profile if isinstance(profile, hardware.Profile) else hardware.profile(profile or "auto")
+        prof = hardware.profile(profile)
         return download(prof.default_model)
     listed = True
     try:

@@ -2,7 +2,7 @@
 
 Real InternLM2 checkpoints ship their own modelling code (`trust_remote_code=True`) written for
 transformers ~4.37–4.41; it works on 4.48 (xtuner env) but breaks on 4.57 (opencompass env) and 5.x (core):
-see FACTS.md. InternLM2 is Llama with a fused `wqkv` and other tensor names, so `normalize()` rewrites a
+see docs/tool-notes.md. InternLM2 is Llama with a fused `wqkv` and other tensor names, so `normalize()` rewrites a
 downloaded checkpoint once into `LlamaForCausalLM` + a `tokenizers` fast tokenizer, with no remote code.
 Logits equal the original's (tests/test_internlm2.py measures it in transformers 4.48, 4.57 and 5.x).
 

@@ -92,9 +92,11 @@ def shared_model_dirs() -> list[Path]:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path, waiting: str | None = None):
-    """Hold an exclusive lock on `path` (created) across processes: one builder/downloader/writer at a time;
-    others print `waiting` and block until it is free. Not on POSIX: no lock (atomic renames still protect readers)."""
+def file_lock(path: Path, waiting: str | None = None, *, busy: str | None = None):
+    """Hold an exclusive lock on `path` (created) across processes: one builder/downloader/writer at a time.
+    Others print `waiting` and block until it is free — or, given `busy`, are refused at once with CampError(busy).
+    Not on POSIX: no lock (atomic renames still protect readers)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
@@ -105,6 +107,10 @@ def file_lock(path: Path, waiting: str | None = None):
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            if busy is not None:
+                from camp.runtime.errors import CampError
+
+                raise CampError(busy) from None
             if waiting:
                 print(waiting, file=sys.stderr, flush=True)
             fcntl.flock(fh, fcntl.LOCK_EX)

@@ -8,7 +8,6 @@ run in parallel threads.
 
 from __future__ import annotations
 
-import html
 import importlib.util
 import os
 import re
@@ -63,20 +62,9 @@ class Report:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        colours = {"ok": "#1a7f37", "info": "#57606a", "warn": "#9a6700", "fail": "#cf222e"}
-        rows = []
-        for c in self.checks:
-            badge = (f'<span style="background:{colours[c.status]};color:#fff;border-radius:4px;'
-                     f'padding:1px 6px;font-size:85%">{c.status}</span>')
-            fix = f'<div style="color:#57606a">→ {html.escape(c.fix)}</div>' if c.fix and c.status in (
-                "warn", "fail") else ""
-            rows.append(f"<tr><td>{badge}</td><td><b>{html.escape(c.name)}</b></td>"
-                        f"<td style='text-align:left'>{html.escape(c.value)}{fix}</td></tr>")
-        n = len(self.problems)
-        summary = "no problems found" if not n else f"{n} problem{'s' if n > 1 else ''} (see → lines)"
-        return (f"<div><b>camp doctor</b> — profile <code>{html.escape(self.profile)}</code>, {summary} "
-                f"<span style='color:#57606a'>({self.seconds:.1f} s)</span>"
-                "<table style='border-collapse:collapse'>" + "".join(rows) + "</table></div>")
+        from camp.ui.html import doctor_html
+
+        return doctor_html(self)
 
 
 # ---------------------------------------------------------------- pieces

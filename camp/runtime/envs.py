@@ -1,7 +1,7 @@
 """Environments: the core env is the notebook kernel; every heavy tool gets its own isolated env.
 
 XTuner (transformers 4.48), OpenCompass (numpy<2, transformers<5) and LMDeploy (torch<=2.12.1, CUDA) cannot
-share one environment (FACTS.md), so each is built from `environments/<name>.txt` into `$CAMP_HOME/envs/<name>`
+share one environment (docs/tool-notes.md), so each is built from `environments/<name>.txt` into `$CAMP_HOME/envs/<name>`
 (the core env into `<checkout>/.venv`), or adopted with `camp env register NAME PATH` (InternStudio machines
 already have conda envs). Tools are then called through their own CLIs in their env, never imported here.
 
@@ -24,6 +24,7 @@ from pathlib import Path
 
 from camp.runtime import config
 from camp.runtime.errors import CampError
+from camp.runtime.stage import Stage, Step
 
 MARKER = ".camp-env.json"
 RECIPE_VERSION = 1
@@ -105,7 +106,7 @@ def torch_requirement(name: str, on: str | None = None) -> list[str]:
     if line is None:
         raise CampError(f"environment {name!r} cannot be built on a {on} machine")
     if system_torch() and on == "cuda":
-        return []  # the machine's own CUDA torch, seen through --system-site-packages (see system_torch)
+        return []  # the machine's own CUDA torch, seen through a .pth file (see system_torch)
     args = [line]
     index = os.environ.get("CAMP_TORCH_INDEX")
     if index:
@@ -195,6 +196,23 @@ def ensure(name: str, *, view=None) -> Path:
     view.say(f"camp: the {name} environment is {state}; creating it now ({spec(name).summary}; once, a few minutes)")
     create(name, show=view)
     return python(name)
+
+
+_package_dirs: dict[tuple[str, str], Path | None] = {}
+
+
+def find_package(env: str, package: str) -> Path | None:
+    """The folder of `package` installed in env `env`, found without importing it (XTuner's import takes seconds,
+    OpenCompass's ~14 s); None when it is not installed. Remembered per interpreter."""
+    key = (str(python(env)), package)
+    if key not in _package_dirs:
+        code = ("import importlib.util as u, sys; s = u.find_spec(sys.argv[1]); "
+                "print(list(s.submodule_search_locations or [s.origin])[0] if s else '')")
+        r = subprocess.run([key[0], "-c", code, package], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "PYTHONNOUSERSITE": "1"})
+        found = r.stdout.strip().splitlines()[-1] if r.returncode == 0 and r.stdout.strip() else ""
+        _package_dirs[key] = Path(found) if found else None
+    return _package_dirs[key]
 
 
 def activation(name: str) -> dict[str, str]:
@@ -328,7 +346,7 @@ _PIP_ERRORS = [
 ]
 
 
-def explain_pip_failure(lines: list[str]) -> str:
+def explain_pip_failure(lines: list[str]) -> str | None:
     """The package and reason from pip's output, e.g. 'foo==9.9: no version on the package index matches'."""
     text = "\n".join(lines)
     found = []
@@ -340,21 +358,97 @@ def explain_pip_failure(lines: list[str]) -> str:
     conflict = re.search(r"The conflict is caused by:\n((?:\s+.+\n?)+)", text)
     if conflict:
         found.append("conflict: " + "; ".join(x.strip() for x in conflict.group(1).splitlines() if x.strip()))
-    return "; ".join(found) or "pip failed (see the log)"
+    return "; ".join(found) or None
 
 
-def _pip_job(prefix: Path, args: list[str], *, name: str, run_dir: Path, show):
-    from camp.runtime.jobs import Job, JobFailed
+class EnvStage(Stage):
+    """Creating a tool environment, on the stage contract (camp.runtime.stage): validate → prepare (a fresh venv) →
+    pip steps (torch for this machine, the pinned requirements, the --no-deps ones) → finish (a smoke import, then
+    the marker: nothing counts as built before it passed)."""
 
-    job = Job([str(_python_in(prefix)), "-m", "pip", "install", "--disable-pip-version-check", *args],
-              name=name, run_dir=run_dir, parser=pip_parser, desc=name, unit="pkg",
-              extra_env={"PIP_PROGRESS_BAR": "off", "PYTHONNOUSERSITE": "1"})
-    try:
-        job.run(show=show)
-    except JobFailed as exc:
-        lines = job.log_path.read_text(errors="replace").splitlines()
-        raise CampError(f"{name} failed: {explain_pip_failure(lines)}\n  log: {job.log_path}") from exc
-    return job
+    name = "env"
+    env = None  # bootstraps itself: runs with the interpreter that called it
+
+    def __init__(self, env_name: str, *, force: bool = False, path: str | os.PathLike | None = None, show=True):
+        self.env_name, self.force, self.path, self.show = env_name, force, path, show
+        self.prefix = Path(path).expanduser().resolve() if path else env_path(env_name)
+
+    def lock(self, run_dir: Path):
+        return _lock(self.prefix)
+
+    def run_dir(self, run_dir=None) -> Path:
+        from camp.runtime.jobs import new_run_dir
+
+        return new_run_dir(f"env-{self.env_name}") if run_dir is None else Path(run_dir)
+
+    def validate(self) -> None:
+        name, s = self.env_name, spec(self.env_name)
+        self.on = machine()
+        if s.needs_cuda and self.on != "cuda":
+            raise CampError(
+                f"the {name} env needs an NVIDIA GPU with CUDA: LMDeploy 0.18 runs only on cuda/ascend/maca/camb "
+                "devices and its pipeline and api_server assert CUDA. On this CPU machine `camp.serve` uses "
+                "`transformers serve` in the core env instead; create this env on a GPU dev machine.")
+        self.recipe = recipe_hash(name, self.on)
+
+    def prepare(self, run_dir: Path):
+        from camp.runtime import progress
+
+        name, prefix, view = self.env_name, self.prefix, progress.get(self.show)
+        marker = prefix / MARKER
+        if not self.force and marker.exists():
+            data = json.loads(marker.read_text())
+            if data.get("recipe") == self.recipe:
+                view.say(f"env {name}: up to date at {prefix}")
+                return prefix
+            view.say(f"env {name}: requirements changed, rebuilding {prefix}")
+        if prefix.exists():
+            if name in _registry() and self.path is None:
+                raise CampError(f"env {name} is registered at {prefix}; camp does not rebuild envs it did not make. "
+                                f"Create a new one with `camp env create {name} --path NEW_DIR`")
+            ours = (prefix / "pyvenv.cfg").exists() or (prefix / MARKER).exists() or not any(prefix.iterdir())
+            if not ours:
+                raise CampError(f"{prefix} exists and is not a camp-made venv; refusing to delete it. "
+                                "Choose another --path or remove it yourself.")
+            shutil.rmtree(prefix)
+        self.t0 = time.time()
+        view.say(f"env {name}: creating {prefix} ({self.on} machine; log {run_dir / 'log.txt'})")
+        r = subprocess.run([sys.executable, "-m", "venv", str(prefix)], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise CampError(f"could not create a venv at {prefix}: {r.stderr.strip() or r.stdout.strip()}")
+        if system_torch() and self.on == "cuda":
+            _see_machine_packages(prefix)
+        return None
+
+    def steps(self, run_dir: Path):
+        name, files = self.env_name, requirement_files(self.env_name)
+        yield self._pip(f"env {name}: pip install", [*torch_requirement(name, self.on), "-r", str(files[0])], run_dir)
+        for extra in files[1:]:
+            yield self._pip(f"env {name}: pip install --no-deps", ["--no-deps", "-r", str(extra)], run_dir)
+        if name == "core":
+            yield self._pip("env core: install camp", ["--no-deps", "-e", str(config.project_root())], run_dir)
+
+    def _pip(self, title: str, args: list[str], run_dir: Path) -> Step:
+        return Step(title, [str(_python_in(self.prefix)), "-m", "pip", "install", "--disable-pip-version-check", *args],
+                    run_dir, parser=pip_parser, explain=explain_pip_failure, desc=title, unit="pkg",
+                    extra_env={"PIP_PROGRESS_BAR": "off", "PYTHONNOUSERSITE": "1"})
+
+    def finish(self, run_dir: Path, jobs: list) -> Path:
+        from camp.runtime import progress
+
+        name, s, py = self.env_name, spec(self.env_name), _python_in(self.prefix)
+        smoke = subprocess.run([str(py), "-c", s.smoke], capture_output=True, text=True,
+                               env={**os.environ, "PYTHONNOUSERSITE": "1"})
+        if smoke.returncode != 0:
+            last = (smoke.stderr.strip().splitlines() or ["?"])[-1]
+            raise CampError(f"env {name} was installed but does not work: {last}\n  "
+                            f"fix environments/{name}.txt, then `camp env create {name} --force`")
+        versions = _query_versions(py, s.packages)
+        (self.prefix / MARKER).write_text(json.dumps({"name": name, "recipe": self.recipe, "machine": self.on,
+                                                      "created": time.time(), "versions": versions}, indent=2))
+        progress.get(self.show).say(f"env {name}: ready in {time.time() - self.t0:.0f} s — "
+                                    + ", ".join(f"{k} {v}" for k, v in versions.items() if v))
+        return self.prefix
 
 
 def _lock(prefix: Path):
@@ -368,75 +462,9 @@ def _lock(prefix: Path):
 def create(name: str, *, force: bool = False, path: str | os.PathLike | None = None, show=True) -> Path:
     """Build env `name` (venv + torch for this machine + environments/NAME*.txt), check it, then mark it.
 
-    An env whose recipe is unchanged is kept. Nothing is marked complete until the smoke check passed.
-    """
-    prefix = Path(path).expanduser().resolve() if path else env_path(name)
-    with _lock(prefix):
-        return _create(name, force=force, path=path, show=show)
-
-
-def _create(name: str, *, force: bool, path, show) -> Path:
-    from camp.runtime import progress
-
-    view = progress.get(show)
-    s = spec(name)
-    on = machine()
-    if s.needs_cuda and on != "cuda":
-        raise CampError(
-            f"the {name} env needs an NVIDIA GPU with CUDA: LMDeploy 0.18 runs only on cuda/ascend/maca/camb "
-            "devices and its pipeline and api_server assert CUDA. On this CPU machine `camp.serve` uses "
-            "`transformers serve` in the core env instead; create this env on a GPU dev machine."
-        )
-    prefix = Path(path).expanduser().resolve() if path else env_path(name)
-    recipe = recipe_hash(name, on)
-    marker = prefix / MARKER
-    if not force and marker.exists():
-        data = json.loads(marker.read_text())
-        if data.get("recipe") == recipe:
-            view.say(f"env {name}: up to date at {prefix}")
-            return prefix
-        view.say(f"env {name}: requirements changed, rebuilding {prefix}")
-    if prefix.exists():
-        if name in _registry() and path is None:
-            raise CampError(f"env {name} is registered at {prefix}; camp does not rebuild envs it did not make. "
-                            f"Create a new one with `camp env create {name} --path NEW_DIR`")
-        ours = (prefix / "pyvenv.cfg").exists() or (prefix / MARKER).exists() or not any(prefix.iterdir())
-        if not ours:
-            raise CampError(f"{prefix} exists and is not a camp-made venv; refusing to delete it. "
-                            "Choose another --path or remove it yourself.")
-        shutil.rmtree(prefix)
-    from camp.runtime.jobs import new_run_dir
-
-    run_dir = new_run_dir(f"env-{name}")
-    t0 = time.time()
-    view.say(f"env {name}: creating {prefix} ({on} machine; log {run_dir / 'log.txt'})")
-    r = subprocess.run([sys.executable, "-m", "venv", str(prefix)], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise CampError(f"could not create a venv at {prefix}: {r.stderr.strip() or r.stdout.strip()}")
-    if system_torch() and on == "cuda":
-        _see_machine_packages(prefix)
-    files = requirement_files(name)
-    _pip_job(prefix, [*torch_requirement(name, on), "-r", str(files[0])],
-             name=f"env {name}: pip install", run_dir=run_dir, show=show)
-    for extra in files[1:]:
-        _pip_job(prefix, ["--no-deps", "-r", str(extra)], name=f"env {name}: pip install --no-deps",
-                 run_dir=run_dir, show=show)
-    if name == "core":
-        _pip_job(prefix, ["--no-deps", "-e", str(config.project_root())], name="env core: install camp",
-                 run_dir=run_dir, show=show)
-    py = _python_in(prefix)
-    smoke = subprocess.run([str(py), "-c", s.smoke], capture_output=True, text=True,
-                           env={**os.environ, "PYTHONNOUSERSITE": "1"})
-    if smoke.returncode != 0:
-        last = (smoke.stderr.strip().splitlines() or ["?"])[-1]
-        raise CampError(f"env {name} was installed but does not work: {last}\n  "
-                        f"fix environments/{name}.txt, then `camp env create {name} --force`")
-    versions = _query_versions(py, s.packages)
-    marker.write_text(json.dumps({"name": name, "recipe": recipe, "machine": on, "created": time.time(),
-                                  "versions": versions}, indent=2))
-    view.say(f"env {name}: ready in {time.time() - t0:.0f} s — " +
-          ", ".join(f"{k} {v}" for k, v in versions.items() if v))
-    return prefix
+    An env whose recipe is unchanged is kept. Nothing is marked complete until the smoke check passed. A failed pip
+    run is one line naming the package and the reason (StageError), with the log path."""
+    return EnvStage(name, force=force, path=path, show=show).run(show=show)
 
 
 def register(name: str, path: str | os.PathLike) -> Path:

@@ -54,7 +54,8 @@ def explain(lines: Sequence[str], hints: Sequence[tuple[str, str]] = ()) -> str 
     cause = hint(lines, hints)
     error = traceback_error(lines)
     if error is None:
-        error = next((ln.strip() for ln in reversed(lines) if _ERRORISH.search(ln) and len(ln) < 400), None)
+        error = next((ln.strip() for ln in reversed(lines)
+                      if (ERROR_LINE.match(ln.strip()) or _ERRORISH.search(ln)) and len(ln) < 400), None)
     if cause and error:
         return f"{cause} ({error[:200]})"
     return cause or (error[:300] if error else None)

@@ -198,8 +198,11 @@ def _valid_names() -> str:
     return ", ".join(BASE_PROFILES) + " (GPU profiles take -xN for N GPUs, e.g. gpu-80g-x2)"
 
 
-def profile(name: str = "auto", refresh: bool = False) -> Profile:
-    """The course profile: "auto" detects it (CAMP_PROFILE overrides); a valid name is taken as given."""
+def profile(name: str | Profile | None = "auto", refresh: bool = False) -> Profile:
+    """The course profile: "auto" (or None) detects it (CAMP_PROFILE overrides); a valid name is taken as given; a
+    Profile is returned as it is — the one place a `profile=` argument becomes a Profile."""
+    if isinstance(name, Profile):
+        return name
     gpus = detect_gpus(refresh=refresh)
     detected = choose_profile(gpus)
     notes: list[str] = []

@@ -55,6 +55,7 @@ class Step:
     parser: Callable | None = None  # (line, Progress) -> None
     check: Callable | None = None  # (Job) -> problem | None, after exit 0: are the outputs really there?
     hints: Sequence[tuple[str, str]] = ()  # (regex, explanation) for the log: see camp.runtime.failures
+    explain: Callable | None = None  # (log lines) -> one line | None: the tool's own explainer, tried first
     total: float | None = None
     desc: str | None = None
     unit: str = "it"
@@ -62,6 +63,8 @@ class Step:
     # servers: the step keeps running; it is ready when ready(job) is true, within timeout seconds
     ready: Callable | None = None
     timeout: float = 180.0
+    on_start: Callable | None = None  # (Job) -> None, right after the process started (e.g. remember its pid)
+    interrupted: str | None = None  # what to tell a student who pressed Ctrl-C (how to resume)
 
     def job(self):
         from camp.runtime.jobs import Job
@@ -71,9 +74,9 @@ class Step:
                    desc=self.desc or self.name, unit=self.unit)
 
 
-def explain(job, hints: Sequence[tuple[str, str]] = ()) -> str:
+def explain(job, hints: Sequence[tuple[str, str]] = (), explainer: Callable | None = None) -> str:
     """Why `job` failed, in one line: the cause found in its output, with the Job's own verdict."""
-    why = failures.explain(job.tail(400), hints)
+    why = (explainer(job.tail(400)) if explainer else None) or failures.explain(job.tail(400), hints)
     problem = job.problem or job.status
     if not why:
         return problem
@@ -86,6 +89,8 @@ def run_step(step: Step, view: progress.View | None = None):
     view = view or progress.current()
     job = step.job()
     job.start()
+    if step.on_start is not None:
+        step.on_start(job)
     if step.ready is not None:
         return _until_ready(step, job, view)
     try:
@@ -93,9 +98,11 @@ def run_step(step: Step, view: progress.View | None = None):
         job.wait(check=False)
     except KeyboardInterrupt:
         job.cancel()
+        if step.interrupted:
+            view.say(step.interrupted)
         raise
     if job.status != "succeeded" and not step.allow_failure:
-        raise StageError(step.name, explain(job, step.hints), job)
+        raise StageError(step.name, explain(job, step.hints, step.explain), job)
     return job
 
 

@@ -17,7 +17,6 @@ That is the point of the lesson: a serving engine batches concurrent requests, a
 
 from __future__ import annotations
 
-import html
 import json
 import threading
 import time
@@ -64,24 +63,18 @@ class RequestStat:
 class _EndpointRunner:
     kind = "endpoint"
 
-    def __init__(self, base_url: str, model: str, api_key: str | None):
-        import openai
-
-        self.openai = openai
-        self.base_url, self.model = base_url, model
-        self.client = openai.OpenAI(base_url=base_url, api_key=api_key or "EMPTY", max_retries=0, timeout=600)
+    def __init__(self, client):
+        self.client = client  # camp.serving.client.Client
         self.notes: list[str] = []
 
     def describe(self) -> str:
-        return f"{self.model} @ {self.base_url}"
+        return f"{self.client.model} @ {self.client.base_url}"
 
     def one(self, prompt: str, max_tokens: int) -> RequestStat:
         t0 = time.perf_counter()
         ttft, pieces, usage = None, 0, None
         try:
-            stream = self.client.chat.completions.create(
-                model=self.model, messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens,
-                temperature=0, stream=True, stream_options={"include_usage": True})
+            stream = self.client.stream(prompt, usage=True, max_tokens=max_tokens, temperature=0)
             try:
                 for chunk in stream:
                     if getattr(chunk, "usage", None) and chunk.usage.completion_tokens is not None:
@@ -127,23 +120,23 @@ class _LocalRunner:
 
 def _runner(target, api_key: str | None):
     from camp.conversation.session import ChatSession
-    from camp.serving.endpoint import Endpoint, parse_endpoint_url
+    from camp.serving.client import Client
+    from camp.serving.endpoint import Endpoint
 
     if isinstance(target, Endpoint):
-        return _EndpointRunner(target.base_url, target.model, api_key or target.api_key)
+        return _EndpointRunner(Client(target.base_url, target.model, api_key or target.api_key))
     if isinstance(target, ChatSession):
         if target.backend.kind == "endpoint":
-            return _EndpointRunner(target.backend.base_url, target.backend.model, api_key)
+            return _EndpointRunner(Client(target.backend.base_url, target.backend.model, api_key))
         return _LocalRunner(target)
     s = str(target)
     if s.startswith(("http://", "https://")):
-        base, model = parse_endpoint_url(s)
-        if not model:
-            model = Endpoint.from_url(base, api_key=api_key).model
-        return _EndpointRunner(base, model, api_key)
-    import camp
+        client = Client(s, api_key=api_key)
+        client.model  # noqa: B018 - resolve the served name now: a wrong URL fails before the warm-up
+        return _EndpointRunner(client)
+    from camp.conversation.session import chat
 
-    return _LocalRunner(camp.chat(target))
+    return _LocalRunner(chat(target))
 
 
 # ============================================================================================ result
@@ -169,31 +162,9 @@ class BenchResult:
                 "notes": self.notes, "errors": self.errors}
 
     def plot(self):
-        """Output tokens/s and latency (p50/p90/p99, TTFT p50) against concurrency: a matplotlib Figure."""
-        from matplotlib.figure import Figure
+        from camp.ui.plots import bench_figure
 
-        fig = Figure(figsize=(10, 3.6), layout="constrained")
-        ax1, ax2 = fig.subplots(1, 2)
-        xs = [r["concurrency"] for r in self.rows]
-        ax1.plot(xs, [r["tokens_per_s"] for r in self.rows], "o-", label="output tokens/s")
-        ax1.set_xlabel("concurrent requests")
-        ax1.set_ylabel("output tokens / s")
-        ax1.set_title(f"throughput — {self.kind}")
-        for key, style in (("latency_p50_s", "o-"), ("latency_p90_s", "s--"), ("latency_p99_s", "^:"),
-                           ("ttft_p50_s", "x-")):
-            ax2.plot(xs, [r[key] if r[key] is not None else float("nan") for r in self.rows], style,
-                     label=key.replace("_s", "").replace("_", " "))
-        ax2.set_xlabel("concurrent requests")
-        ax2.set_ylabel("seconds")
-        ax2.set_title("latency")
-        ax2.legend(fontsize=8)
-        for ax_ in (ax1, ax2):
-            ax_.set_ylim(bottom=0)
-            ax_.set_xscale("log", base=2)
-            ax_.set_xticks(xs, [str(x) for x in xs])
-            ax_.grid(alpha=0.3)
-        fig.suptitle(self.target, fontsize=9)
-        return fig
+        return bench_figure(self)
 
     def __str__(self) -> str:
         head = ["conc", "reqs", "err", "tok/s", "req/s", "TTFT p50", "p50 s", "p90 s", "p99 s"]
@@ -213,20 +184,11 @@ class BenchResult:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
-        body = "".join("<tr>" + "".join(f"<td>{_fmt(r[c])}</td>" for c in COLUMNS) + "</tr>" for r in self.rows)
-        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
-        errs = "".join(f"<li>concurrency {c}: {html.escape(m)}</li>" for c, m in self.errors)
-        return (f"<div><b>bench</b> {html.escape(self.kind)}: <code>{html.escape(self.target)}</code> "
-                f"(max_tokens {self.max_tokens}, greedy)<table><tr>{head}</tr>{body}</table>"
-                + (f"<ul>{notes}</ul>" if notes else "") + (f"<b>errors</b><ul>{errs}</ul>" if errs else "")
-                + "<small><code>.table</code> · <code>.plot()</code></small></div>")
+        from camp.ui.html import bench_html
+
+        return bench_html(self)
 
 
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.3f}" if v < 100 else f"{v:.1f}"
-    return "-" if v is None else html.escape(str(v))
 
 
 def _row(c: int, stats: list[RequestStat], wall: float) -> dict:

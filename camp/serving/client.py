@@ -225,16 +225,21 @@ class Client:
         return f"<Client {self.base_url} model={self._model!r}>"
 
 
-def _detail(exc) -> str:
-    body = getattr(exc, "body", None)
+def _detail_of(body) -> str:
+    """The error message in an error response's JSON body."""
     if isinstance(body, dict):
         err = body.get("error", body)
         if isinstance(err, dict) and err.get("message"):
             return str(err["message"])
-        for k in ("detail", "message"):
+        for k in ("detail", "message", "error"):
             if body.get(k):
                 return str(body[k])
-    return getattr(exc, "message", None) or str(exc)
+    return "no details"
+
+
+def _detail(exc) -> str:
+    found = _detail_of(getattr(exc, "body", None))
+    return found if found != "no details" else (getattr(exc, "message", None) or str(exc))
 
 
 def no_proxy_env(environ: dict | None = None) -> dict[str, str]:

@@ -57,7 +57,6 @@ by then, so it is not the peak for the settings planned here.
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import os
@@ -66,6 +65,7 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
+from camp.runtime import hardware
 from camp.runtime.errors import CampError
 
 GIB = 2**30
@@ -311,7 +311,7 @@ def model_arch(model, profile=None) -> Arch:
     else:
         s = os.fspath(model).strip() if isinstance(model, os.PathLike) else str(model or "auto").strip()
         if s.lower() == "auto":
-            s = _profile(profile).default_model
+            s = hardware.profile(profile).default_model
         p = Path(s).expanduser()
         try:
             m = models.get(s)
@@ -519,29 +519,9 @@ class Plan:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        colors = {"weights": "#4e79a7", "adapters": "#f28e2b", "gradients": "#e15759", "optimizer": "#76b7b2",
-                  "activations": "#59a14f", "overhead": "#bab0ac"}
-        total = self.memory["total"]
-        scale = max(total, self.budget_gib, 1e-9)
-        bar = "".join(
-            f'<div title="{p}: {self.memory[p]:.2f} GiB" style="width:{100 * self.memory[p] / scale:.2f}%;'
-            f'background:{colors[p]};height:100%"></div>' for p in PARTS)
-        line = (f'<div style="position:absolute;left:{100 * self.budget_gib / scale:.2f}%;top:-3px;bottom:-3px;'
-                'border-left:2px dashed #000" title="budget"></div>')
-        rows = "".join(
-            f'<tr><td><span style="display:inline-block;width:10px;height:10px;background:{colors[p]}"></span> '
-            f"{p}</td><td style='text-align:right'>{self.memory[p]:.2f}</td>"
-            f"<td>{html.escape(self.explain.get(p, ''))}</td></tr>" for p in PARTS)
-        verdict = ("<b style='color:#2a7'>fits</b>" if self.fits else "<b style='color:#c33'>does not fit</b>")
-        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
-        return (f"<div><b>Fine-tuning plan for {html.escape(self.model)}</b> on "
-                f"{html.escape(self.profile or self.device)}<br><small>{html.escape(self.headline())}</small>"
-                '<div style="position:relative;display:flex;height:18px;margin:8px 0;border:1px solid #999;'
-                f'max-width:640px">{bar}{line}</div>'
-                "<table><tr><th>part</th><th>GiB</th><th></th></tr>"
-                f"{rows}<tr><td><b>total</b></td><td style='text-align:right'><b>{total:.2f}</b></td>"
-                f"<td>of {self.budget_gib:.2f} GiB budget → {verdict}</td></tr></table>"
-                + (f"<ul>{notes}</ul>" if notes else "") + "</div>")
+        from camp.ui.html import plan_html
+
+        return plan_html(self)
 
 
 class PlanError(CampError):
@@ -580,12 +560,6 @@ class _Hardware:
     notes: tuple = ()
 
 
-def _profile(profile):
-    from camp.runtime import hardware
-
-    if isinstance(profile, hardware.Profile):
-        return profile
-    return hardware.profile(profile or "auto")
 
 
 def _available_ram_gib() -> float:
@@ -640,7 +614,7 @@ def _nominal(base: str, n: int, dtype: str = "bfloat16") -> _Hardware:
 
 # ---------------------------------------------------------------------------------------------- building plans
 @dataclass(frozen=True)
-class _Job:
+class _Workload:
     arch: Arch
     name: str
     max_length: int
@@ -648,7 +622,7 @@ class _Job:
     attention: str
 
 
-def _build(job: _Job, hw: _Hardware, method: str, batch: int, ckpt: bool, ds: str | None,
+def _build(job: _Workload, hw: _Hardware, method: str, batch: int, ckpt: bool, ds: str | None,
            max_length: int | None = None) -> Plan:
     s = max_length or job.max_length
     gpu = hw.device == "cuda"
@@ -718,7 +692,7 @@ def _batches(hw: _Hardware, batch_size: int | None, max_length: int) -> list[int
     return [b for b in (16, 8, 4, 2, 1) if b <= top]
 
 
-def _search(job: _Job, hw: _Hardware, methods: list[str], *, auto: bool, batch_size: int | None,
+def _search(job: _Workload, hw: _Hardware, methods: list[str], *, auto: bool, batch_size: int | None,
             deepspeed="auto", max_length: int | None = None) -> Plan | None:
     """The first plan that fits, in order of preference: method, then no checkpointing (only with headroom),
     then the biggest micro-batch, then no DeepSpeed before ZeRO-2 before ZeRO-3 (the simplest that fits)."""
@@ -736,7 +710,7 @@ def _search(job: _Job, hw: _Hardware, methods: list[str], *, auto: bool, batch_s
     return None
 
 
-def _cheapest(job: _Job, hw: _Hardware, method: str, batch_size: int | None, deepspeed="auto") -> Plan:
+def _cheapest(job: _Workload, hw: _Hardware, method: str, batch_size: int | None, deepspeed="auto") -> Plan:
     """The smallest plan of this method on this hardware: what a refusal reports."""
     gpu = hw.device == "cuda"
     b = batch_size or 1
@@ -758,7 +732,7 @@ def _bigger_profiles(hw: _Hardware) -> list[str]:
     return [b for b in ("gpu-8g", "gpu-24g", "gpu-40g", "gpu-80g") if PROFILE_GB[b] > hw.total_gib + 0.5]
 
 
-def _nearest(job: _Job, hw: _Hardware, requested: str, batch_size: int | None, length_given: bool,
+def _nearest(job: _Workload, hw: _Hardware, requested: str, batch_size: int | None, length_given: bool,
              deepspeed="auto") -> tuple[Plan | None, list[Plan]]:
     """The nearest plan that fits and alternatives that keep the requested method. Order: another (cheaper)
     method on this hardware; a shorter max_length here; more GPUs like these (full fine-tuning, ZeRO); one
@@ -875,7 +849,7 @@ def plan(model="auto", dataset=None, profile=None, *, method: str = "auto", max_
         raise CampError(f"lora_r must be at least 1, not {lora_r}")
     if batch_size is not None and batch_size < 1:
         raise CampError(f"batch_size must be at least 1, not {batch_size}")
-    prof = _profile(profile)
+    prof = hardware.profile(profile)
     arch = model_arch(model, prof)
     hw = _hardware(prof, num_gpus)
     name = arch.name or str(model)
@@ -906,7 +880,7 @@ def plan(model="auto", dataset=None, profile=None, *, method: str = "auto", max_
     if method != "full" and lora_r * 2 > arch.hidden_size:
         notes.append(f"lora_r={lora_r} is more than half the hidden size ({arch.hidden_size}): the adapters are "
                      "nearly as big as the layers they adapt")
-    job = _Job(arch, name, max_length, lora_r, attention)
+    job = _Workload(arch, name, max_length, lora_r, attention)
     gpu = hw.device == "cuda"
 
     if method == "auto":

@@ -4,13 +4,10 @@
 from __future__ import annotations
 
 import contextlib
-import html
-import json
-import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from camp.runtime import markers
 from camp.runtime.errors import CampError
 from camp.training import plan as _planner
 
@@ -49,7 +46,7 @@ class FinetuneResult:
         if self.merged_dir is None:
             raise CampError("this run has no merged model (finetune(..., merge=False)) — nothing to compare")
         if questions is None:
-            questions = _read_json(self.run_dir / "run.json").get("evaluation_inputs") or [_identity_question()]
+            questions = markers.read_json(self.run_dir / "run.json").get("evaluation_inputs") or [_identity_question()]
         elif isinstance(questions, str):
             questions = [questions]
         gen = {"temperature": 0, "max_new_tokens": 256, **gen}
@@ -90,25 +87,9 @@ class FinetuneResult:
                 f", {self.max_iters} iterations{loss}>")
 
     def _repr_html_(self) -> str:
-        from camp.ui.progress import loss_svg
+        from camp.ui.html import finetune_html
 
-        e = html.escape
-        rows = [("registered name", f"<code>{e(self.name)}</code> — <code>camp.chat({e(repr(self.name))})</code>"
-                 if self.name else "—"),
-                ("base model", f"{e(self.base)} <small>({e(str(self.base_dir))})</small>"),
-                ("plan", e(self.plan.headline()) if hasattr(self.plan, "headline") else "—"),
-                ("iterations", f"{self.max_iters}" + (f" (resumed from {', '.join(map(str, self.resumed_from))})"
-                                                      if self.resumed_from else "")
-                 + (" — reused a finished run" if self.reused else "")),
-                ("merged model", f"<code>{e(_s(self.merged_dir) or '—')}</code>"),
-                ("adapter", f"<code>{e(_s(self.adapter_dir) or '—')}</code>"),
-                ("config", f"<code>{e(str(self.config_path))}</code>"),
-                ("time", " · ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items()))]
-        table = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>"
-                        for k, v in rows)
-        answers = "".join(f"<li><b>{e(q)}</b> → {e(a)}</li>" for q, a in self.final_answers.items())
-        return (f"<div><b>Fine-tuned {e(self.base)}</b><table>{table}</table>{loss_svg(self.losses)}"
-                + (f"<div>Last answers of the chat hook:<ul>{answers}</ul></div>" if answers else "") + "</div>")
+        return finetune_html(self)
 
 
 def _s(p) -> str | None:
@@ -125,14 +106,5 @@ def _identity_question() -> str:
     return IDENTITY_QUESTION
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
-    os.replace(tmp, path)

@@ -34,14 +34,16 @@ import re
 import shutil
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from camp.runtime import progress
+from camp.runtime import config, envs, markers, progress
 from camp.runtime.errors import CampError
+from camp.runtime.i18n import t
+from camp.runtime.stage import Stage, Step
 from camp.training import plan as _planner
-from camp.training.result import FinetuneResult, _identity_question, _read_json, _write_json
+from camp.training import xtuner_compat
+from camp.training.result import FinetuneResult, _identity_question
 from camp.training.xtuner import (
     CPU_BATCH,
     LogParser,
@@ -54,46 +56,6 @@ from camp.training.xtuner import (
     render_config,
     train_command,
 )
-
-MARKER = ".camp-complete"
-
-
-# ============================================================================ folders: complete or absent
-def _mark(folder: Path, info: dict) -> None:
-    files = {f.relative_to(folder).as_posix(): f.stat().st_size for f in sorted(folder.rglob("*"))
-             if f.is_file() and not f.name.startswith(".")}
-    _write_json(folder / MARKER, {**info, "files": files, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-
-
-def is_complete(folder: Path) -> bool:
-    """camp wrote this folder to the end: its marker lists every file with its size."""
-    data = _read_json(Path(folder) / MARKER)
-    files = data.get("files")
-    if not files:
-        return False
-    for rel, size in files.items():
-        try:
-            if (Path(folder) / rel).stat().st_size != size:
-                return False
-        except OSError:
-            return False
-    return True
-
-
-def _tmp_sibling(folder: Path) -> Path:
-    return folder.parent / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-
-
-def _install(tmp: Path, folder: Path) -> None:
-    """Put a finished temporary folder in place. An incomplete folder there is ours (a crash): replaced."""
-    for old in folder.parent.glob(f".{folder.name}.tmp-*"):
-        if old != tmp:
-            shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        if is_complete(folder):
-            raise CampError(f"{folder} is already complete; camp does not overwrite it")
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
 
 
 # ============================================================================ preparing a run
@@ -139,7 +101,7 @@ def _prepare(model, dataset, *, profile, plan, method, max_length) -> _Prepared:
     from camp import data, models
     from camp.runtime import hardware
 
-    prof = profile if isinstance(profile, hardware.Profile) else hardware.profile(profile or "auto")
+    prof = hardware.profile(profile)
     if isinstance(dataset, (str, os.PathLike)):
         records = data.load(dataset)
         dataset_label = str(Path(dataset).expanduser())
@@ -175,58 +137,267 @@ def _pid_alive(pid: int, needle: str) -> bool:
     return needle in cmd and stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-@contextlib.contextmanager
-def _run_lock(run_dir: Path):
-    import fcntl
+# ============================================================================ the stage
+class FinetuneStage(Stage):
+    """`camp.finetune`: train (XTuner) → convert (adapter) → merge → register, each step resumable."""
 
-    with open(run_dir / ".camp-finetune.lock", "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CampError(f"another camp process is fine-tuning in {run_dir} — wait for it, or use another "
-                            "run_dir") from None
-        yield
+    name = "finetune"
+    env = "xtuner"
+
+    def __init__(self, prep: _Prepared, *, name=None, max_iters=None, epochs=None, lr=None, evaluation_inputs=None,
+                 merge: bool = True, show=True):
+        self.prep, self.asked_name, self.max_iters, self.epochs = prep, name, max_iters, epochs
+        self.lr_given = lr is not None
+        self.lr = default_lr(prep.plan) if lr is None else float(lr)
+        self.questions = list(evaluation_inputs) if evaluation_inputs else [_identity_question()]
+        self.merge, self.show = merge, show
+        self.t_prep = time.time()
+
+    def validate(self) -> None:  # the dataset and the plan were checked by _prepare; here what needs no env
+        self.plan = self.prep.plan
+        self.n_iters, self.iters_note = iterations(self.plan, len(self.prep.records), max_iters=self.max_iters,
+                                                   epochs=self.epochs)
+
+    def run_dir(self, run_dir=None) -> Path:
+        from camp.runtime.jobs import new_run_dir
+
+        if run_dir is None:
+            return new_run_dir(f"finetune-{self.prep.label}")
+        return super().run_dir(run_dir)
+
+    def lock(self, run_dir: Path):
+        return config.file_lock(run_dir / ".camp-finetune.lock", busy=(
+            f"another camp process is fine-tuning in {run_dir} — wait for it, or use another run_dir"))
+
+    def prepare(self, run_dir: Path):
+        from camp import data, models
+
+        p, prep = self.plan, self.prep
+        if p.deepspeed and not envs.find_package("xtuner", "deepspeed"):
+            raise CampError(f"the plan uses DeepSpeed {_planner.zero_title(p.deepspeed)}, which is not installed in "
+                            "the xtuner env — add deepspeed to environments/xtuner.txt and `camp env create xtuner`, "
+                            "or plan without it: camp.finetune.plan(..., deepspeed=None)")
+        reused = self._finished(run_dir)
+        if reused is not None:
+            return reused
+        state = markers.read_json(run_dir / "state.json")
+        pid = state.get("train_pid")
+        if pid and _pid_alive(int(pid), str(run_dir / "config.py")):
+            raise CampError(f"an earlier training of this run is still running (pid {pid}) — wait for it to end, "
+                            f"or stop it (kill {pid}), then call finetune again")
+        self.base_dir = prep.base_dir or Path(models.resolve(prep.model, profile=prep.profile))
+        config_path, data_path, work_dir = run_dir / "config.py", run_dir / "data.jsonl", run_dir / "work"
+        data_text = "".join(json.dumps(data.to_xtuner(r), ensure_ascii=False) + "\n" for r in prep.records)
+        info = markers.read_json(run_dir / "run.json")
+        if info and config_path.is_file() and any(work_dir.glob("iter_*.pth")):
+            # A started run is defined by its own config.py (the plan's memory budget, say, moves with the free
+            # RAM): keep it, but refuse different data or different explicit settings.
+            asked = {"max_iters": self.max_iters, "lr": self.lr if self.lr_given else None}
+            changed = [k for k, v in asked.items() if v is not None and float(v) != float(info.get(k, v))]
+            if self.epochs is not None and self.n_iters != info.get("max_iters"):
+                changed.append("epochs")
+            if _read_text(data_path) != data_text or changed:
+                what = ", ".join(changed) or "dataset"
+                raise CampError(f"{run_dir} holds a started run with a different {what} — resume it with the same "
+                                "data and settings, or pass another run_dir")
+            self.n_iters = int(info["max_iters"])
+            self.base_dir = Path(info.get("base_dir") or self.base_dir)
+            with contextlib.suppress(TypeError, KeyError):
+                self.plan = _planner.Plan(**{k: v for k, v in info["plan"].items() if k != "effective_batch"})
+        else:
+            data_path.write_text(data_text, encoding="utf-8")
+            config_path.write_text(render_config(
+                p, model_path=self.base_dir, data_path=data_path, n_records=len(prep.records),
+                max_iters=self.n_iters, lr=self.lr, evaluation_inputs=self.questions, title=run_dir.name,
+                iters_note=self.iters_note), encoding="utf-8")
+            ds = p.deepspeed_config()
+            if ds:
+                markers.write_json(run_dir / "deepspeed.json", ds)
+            markers.write_json(run_dir / "run.json", {
+                "model": prep.model, "base": prep.label, "base_dir": str(self.base_dir),
+                "dataset": prep.dataset_label, "records": len(prep.records),
+                "name": self.asked_name or f"{_slug(prep.label)}-ft-{_run_id(run_dir)}", "max_iters": self.n_iters,
+                "iters_note": self.iters_note, "lr": self.lr, "evaluation_inputs": self.questions,
+                "plan": p.to_dict(), "profile": prep.profile.name})
+        info = markers.read_json(run_dir / "run.json")
+        self.run_name = self.asked_name or info.get("name") or f"{_slug(prep.label)}-ft-{_run_id(run_dir)}"
+        self.seconds = dict(state.get("seconds", {}))
+        self.seconds["prepare"] = round(prep.seconds + time.time() - self.t_prep, 2)
+        return None
+
+    def _finished(self, run_dir: Path):
+        """The result of a finished run in run_dir (re-registered when its name was removed or another is asked)."""
+        from camp import models
+
+        finished = markers.read_json(run_dir / "result.json")
+        merged, adapter = finished.get("merged_dir"), finished.get("adapter_dir")
+        if not ((merged and is_complete(Path(merged))) or (not self.merge and adapter and is_complete(Path(adapter)))):
+            return None
+        res = FinetuneResult.from_dict(finished)
+        res.reused = True
+        wanted = self.asked_name or res.name
+        if res.merged_dir is not None and wanted and _registered_path(wanted) != res.merged_dir.resolve():
+            models.register(wanted, res.merged_dir, base=res.base, meta={"run_dir": str(run_dir)})
+            res.name = wanted
+        progress.get(self.show).say(f"{run_dir} holds a finished run ({res.name or res.adapter_dir}): returning it "
+                                    "without training again (use another run_dir to train anew)")
+        return res
+
+    def steps(self, run_dir: Path):
+        p, work_dir = self.plan, run_dir / "work"
+        view = progress.get(self.show)
+        final = work_dir / f"iter_{self.n_iters}.pth"
+        if _last_checkpoint(work_dir) != final:
+            t0 = time.time()
+            resume = _last_checkpoint(work_dir)
+            if resume:
+                view.say(f"resuming from {resume.name} (iteration {_ckpt_iter(resume)} of {self.n_iters})")
+            yield self._train_step(run_dir, resume)
+            _save_state(run_dir, train_pid=None)
+            self.seconds["train"] = round(time.time() - t0, 2)
+            _save_state(run_dir, seconds=self.seconds)
+        self.adapter_dir = self.merged_dir = None
+        if p.method == "full":
+            self.merged_dir = run_dir / "merged"
+            if not is_complete(self.merged_dir):
+                yield from self._convert(run_dir, final, self.merged_dir, full=True)
+        else:
+            self.adapter_dir = run_dir / "adapter"
+            if not is_complete(self.adapter_dir):
+                yield from self._convert(run_dir, final, self.adapter_dir, full=False)
+            if self.merge:
+                self.merged_dir = run_dir / "merged"
+                if not is_complete(self.merged_dir):
+                    yield from self._merge(run_dir)
+
+    def _train_step(self, run_dir: Path, resume: Path | None) -> Step:
+        """XTuner's tools/train.py run with the env's python (the `xtuner train` CLI would hide a failure behind exit
+        status 0); success = the final checkpoint and a log without a Traceback."""
+        work_dir, config_path, n_iters = run_dir / "work", run_dir / "config.py", self.n_iters
+        cmd = train_command(envs.python("xtuner"), envs.find_package("xtuner", "xtuner") / "tools" / "train.py",
+                            config_path, work_dir, self.plan, resume=resume)
+        parser = LogParser()
+        final = work_dir / f"iter_{n_iters}.pth"
+
+        def check(job) -> str | None:
+            parser.close()
+            if parser.traceback:
+                return f"XTuner raised {parser.error or 'an exception'} (it exited 0 anyway)"
+            if _last_checkpoint(work_dir) != final:
+                return f"exited 0 but {final.name} is missing: training did not reach iteration {n_iters}"
+            return None
+
+        return Step("xtuner train", cmd, run_dir / "jobs" / "train", env="xtuner", cwd=run_dir,
+                    extra_env=self._env(), parser=parser, check=check, hints=XTUNER_HINTS, total=n_iters,
+                    desc="train", unit="it", on_start=lambda job: _save_state(run_dir, train_pid=job.pid),
+                    interrupted=(f"training stopped; call finetune again with run_dir={str(run_dir)!r} to resume "
+                                 "from the last checkpoint"))
+
+    def _env(self) -> dict:
+        extra = {**xtuner_compat.job_env(), "PYTHONNOUSERSITE": "1"}
+        if self.plan.device == "cpu":
+            extra["CUDA_VISIBLE_DEVICES"] = ""  # the plan is for the CPU: XTuner must not pick up a GPU
+            extra.setdefault("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
+        return extra
+
+    def _tool_step(self, name: str, cmd: list[str], run_dir: Path, out: Path, needed: list[str]) -> Step:
+        """An `xtuner convert …` command: success = exit 0, no Traceback (the xtuner CLI exits 0 anyway), and the
+        needed files in out."""
+        log = ToolLog()
+
+        def check(job) -> str | None:
+            if log.traceback:
+                return f"{name} raised {log.error or 'an exception'} (the xtuner CLI exits 0 anyway)"
+            missing = [f for f in needed if not any(out.glob(f))]
+            return f"exited 0 but {', '.join(missing)} missing in {out}" if missing else None
+
+        return Step(name, cmd, run_dir / "jobs" / name.split()[-1], env="xtuner", cwd=run_dir,
+                    extra_env=self._env(), parser=log, check=check, hints=XTUNER_HINTS, desc=name)
+
+    def _convert(self, run_dir: Path, checkpoint: Path, out: Path, *, full: bool):
+        """`xtuner convert pth_to_hf`: the LoRA adapter (float32: small, exact), or for full fine-tuning the model."""
+        t0 = time.time()
+        with markers.building(out) as tmp:
+            cmd = [_xtuner_cli(), "convert", "pth_to_hf", str(run_dir / "config.py"), str(checkpoint), str(tmp)]
+            if not full or self.plan.device == "cpu":
+                cmd.append("--fp32")
+            cmd.append("--safe-serialization")
+            needed = ["config.json", "*.safetensors"] if full else ["adapter_config.json", "adapter_model.safetensors"]
+            yield self._tool_step("xtuner convert", cmd, run_dir, tmp, needed)
+            if full:
+                _keep_chat_files(self.base_dir, tmp)
+            markers.mark(tmp, "model" if full else "adapter", checkpoint=str(checkpoint))
+        self.seconds["convert"] = round(time.time() - t0, 2)
+
+    def _merge(self, run_dir: Path):
+        """`xtuner convert merge`: base + adapter → a full model folder, written by XTuner's transformers 4.48 (which
+        every camp env reads; a transformers 5 save would not load in 4.x)."""
+        from camp import models
+
+        t0 = time.time()
+        with markers.building(self.merged_dir) as tmp:
+            cmd = [_xtuner_cli(), "convert", "merge", str(self.base_dir), str(self.adapter_dir), str(tmp),
+                   "--device", "cpu" if self.plan.device == "cpu" else "cuda", "--safe-serialization"]
+            yield self._tool_step("xtuner merge", cmd, run_dir, tmp,
+                                  ["config.json", "*.safetensors", "tokenizer_config.json"])
+            _keep_chat_files(self.base_dir, tmp)
+            problem = models.verify(tmp)
+            if problem:
+                raise CampError(f"xtuner merge wrote an incomplete model ({problem}); log: "
+                                f"{run_dir / 'jobs/merge/log.txt'}")
+            markers.mark(tmp, "merged", base=str(self.base_dir), adapter=str(self.adapter_dir))
+        self.seconds["merge"] = round(time.time() - t0, 2)
+
+    def finish(self, run_dir: Path, jobs: list) -> FinetuneResult:
+        from camp import models
+
+        registered = None
+        if self.merged_dir is not None:
+            models.register(self.run_name, self.merged_dir, base=self.prep.label,
+                            meta={"run_dir": str(run_dir), "method": self.plan.method, "iterations": self.n_iters,
+                                  "dataset": self.prep.dataset_label})
+            registered = self.run_name
+        _save_state(run_dir, seconds=self.seconds)
+        log = parse_log(_read_text(run_dir / "jobs" / "train" / "log.txt"))
+        work_dir = run_dir / "work"
+        result = FinetuneResult(
+            run_dir=run_dir, config_path=run_dir / "config.py", work_dir=work_dir,
+            checkpoint=work_dir / f"iter_{self.n_iters}.pth", adapter_dir=self.adapter_dir,
+            merged_dir=self.merged_dir, name=registered, base=self.prep.label, base_dir=self.base_dir, plan=self.plan,
+            max_iters=self.n_iters, losses=sorted(log.losses.items()), samples=log.samples, seconds=self.seconds,
+            resumed_from=log.resumed_from)
+        markers.write_json(run_dir / "result.json", result.to_dict())
+        if registered:
+            progress.get(self.show).say(
+                t(f"微调后的模型：{self.merged_dir}\n已注册为 {registered!r}：camp.chat({registered!r}) 或 "
+                  f"`camp chat {registered}`",
+                  f"fine-tuned model: {self.merged_dir}\nregistered as {registered!r}: camp.chat({registered!r}) "
+                  f"or `camp chat {registered}`"))
+        return result
 
 
-def _xtuner_tool(name: str) -> Path:
-    """A file of the installed xtuner package in the xtuner env (found without importing XTuner: ~50 ms)."""
-    import subprocess
-
-    from camp.runtime import envs
-
-    py = envs.python("xtuner")
-    r = subprocess.run([str(py), "-c", "import importlib.util as u; s = u.find_spec('xtuner'); "
-                        "print(s.submodule_search_locations[0] if s else '')"],
-                       capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONNOUSERSITE": "1"})
-    root = r.stdout.strip()
-    if r.returncode != 0 or not root:
-        raise CampError(f"XTuner is not installed in the xtuner env ({py}) — run `camp env create xtuner --force`")
-    return Path(root) / name
+# Known XTuner failures, explained in one line (camp.runtime.failures adds the common ones).
+XTUNER_HINTS = [
+    (r"Weights only load failed", "a checkpoint from another torch version: resume needs "
+     "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 (camp sets it; set it yourself when running XTuner by hand)"),
+    (r"operator torchvision::nms does not exist", "PyPI's torchvision does not work beside this CPU torch: "
+     "remove torchvision from the xtuner env"),
+]
 
 
-def _env_has(module: str) -> bool:
-    import subprocess
-
-    from camp.runtime import envs
-
-    r = subprocess.run([str(envs.python("xtuner")), "-c", f"import importlib.util as u; "
-                        f"raise SystemExit(0 if u.find_spec({module!r}) else 1)"], capture_output=True, timeout=60)
-    return r.returncode == 0
-
-
-# ============================================================================ finetune()
 def finetune(model="auto", dataset=None, *, name: str | None = None, profile=None, plan=None, method: str = "auto",
              max_iters: int | None = None, epochs: float | None = None, lr: float | None = None,
              max_length: int | None = None, run_dir=None, evaluation_inputs: list[str] | None = None,
-             show: bool = True, merge: bool = True) -> FinetuneResult:
+             show=True, merge: bool = True) -> FinetuneResult:
     """Fine-tune `model` on `dataset` with XTuner; convert, merge and register the result. See the module doc.
 
     model: catalogue name, registered name, local folder, or "auto" (the profile's default). dataset: a file
-    (.jsonl/.json: OpenAI messages, alpaca or XTuner conversation) or a list of records. plan: a camp.plan.Plan
-    (default: planned here for the profile; on a CPU with batch 4). max_iters / epochs / lr: default from the
-    recipe (cpu-tiny: 400 examples, i.e. 100 iterations at batch 4, lr 1e-2). run_dir: a run folder to create, or to resume (a stopped run continues from its last
-    checkpoint; a finished one is returned as it is). evaluation_inputs: the questions XTuner's chat hook asks
-    while training (default: the identity question "你是谁？"). merge=False stops after the adapter.
+    (.jsonl/.json: OpenAI messages, alpaca or XTuner conversation) or a list of records. plan: a
+    camp.training.plan.Plan (default: planned here for the profile; on a CPU with batch 4). max_iters / epochs / lr:
+    default from the recipe (cpu-tiny: 400 examples, i.e. 100 iterations at batch 4, lr 1e-2). run_dir: a run
+    folder to create, or to resume (a stopped run continues from its last checkpoint; a finished one is returned as
+    it is). evaluation_inputs: the questions XTuner's chat hook asks while training (default: the identity question
+    "你是谁？"). merge=False stops after the adapter.
     Returns a FinetuneResult; raises DataError (bad records), PlanError (nothing fits) before anything starts."""
     if dataset is None:
         raise CampError("finetune needs a dataset: a .jsonl file or a list of records, e.g. "
@@ -235,138 +406,16 @@ def finetune(model="auto", dataset=None, *, name: str | None = None, profile=Non
     prep = _prepare(model, dataset, profile=profile, plan=plan, method=method, max_length=max_length)
     prep.seconds = time.time() - t0
     progress.get(show).show(prep.plan)
-    return _execute(prep, name=name, max_iters=max_iters, epochs=epochs, lr=lr, run_dir=run_dir,
-                    evaluation_inputs=evaluation_inputs, show=show, merge=merge)
+    return FinetuneStage(prep, name=name, max_iters=max_iters, epochs=epochs, lr=lr,
+                         evaluation_inputs=evaluation_inputs, merge=merge, show=show).run(run_dir=run_dir, show=show)
 
 
 finetune.plan = _planner.plan  # `camp.finetune.plan(model, dataset, profile)`, as the course notes write it
 
 
-def _say(show, msg: str) -> None:
-    progress.get(show).say(msg)
-
-
-def _execute(prep: _Prepared, *, name, max_iters, epochs, lr, run_dir, evaluation_inputs, show, merge
-             ) -> FinetuneResult:
-    from camp import data, models
-    from camp.runtime import jobs
-
-    t_prep = time.time()
-    p = prep.plan
-    n_iters, iters_note = iterations(p, len(prep.records), max_iters=max_iters, epochs=epochs)
-    lr_given = lr is not None
-    lr = default_lr(p) if lr is None else float(lr)
-    questions = list(evaluation_inputs) if evaluation_inputs else [_identity_question()]
-    from camp.runtime import envs
-
-    envs.python("xtuner")  # a missing xtuner env is said before any run folder is made
-    if p.deepspeed and not _env_has("deepspeed"):
-        raise CampError(f"the plan uses DeepSpeed {_planner.zero_title(p.deepspeed)}, which is not installed in the "
-                        "xtuner env — add deepspeed to environments/xtuner.txt and `camp env create xtuner`, or plan "
-                        "without it: camp.finetune.plan(..., deepspeed=None)")
-    if run_dir is None:
-        run_dir = jobs.new_run_dir(f"finetune-{prep.label}")
-    run_dir = Path(run_dir).expanduser().absolute()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with _run_lock(run_dir):
-        finished = _read_json(run_dir / "result.json")
-        merged, adapter = finished.get("merged_dir"), finished.get("adapter_dir")
-        if (merged and is_complete(Path(merged))) or (not merge and adapter and is_complete(Path(adapter))):
-            res = FinetuneResult.from_dict(finished)
-            res.reused = True
-            wanted = name or res.name
-            if res.merged_dir is not None and wanted and _registered_path(wanted) != res.merged_dir.resolve():
-                # the name was removed meanwhile, or another name is asked for: (re)register, nothing else
-                models.register(wanted, res.merged_dir, base=res.base, meta={"run_dir": str(run_dir)})
-                res.name = wanted
-            _say(show, f"{run_dir} holds a finished run ({res.name or res.adapter_dir}): returning it without "
-                       "training again (use another run_dir to train anew)")
-            return res
-        base_dir = prep.base_dir or Path(models.resolve(prep.model, profile=prep.profile))
-        config_path, data_path, work_dir = run_dir / "config.py", run_dir / "data.jsonl", run_dir / "work"
-        data_text = "".join(json.dumps(data.to_xtuner(r), ensure_ascii=False) + "\n" for r in prep.records)
-        cfg_text = render_config(p, model_path=base_dir, data_path=data_path, n_records=len(prep.records),
-                                 max_iters=n_iters, lr=lr, evaluation_inputs=questions, title=run_dir.name,
-                                 iters_note=iters_note)
-        info = _read_json(run_dir / "run.json")
-        started = bool(info) and config_path.is_file() and any(work_dir.glob("iter_*.pth"))
-        if started:
-            # A started run is defined by its own config.py (the plan's memory budget, say, moves with the free
-            # RAM): keep it, but refuse different data or different explicit settings.
-            asked = {"max_iters": max_iters, "lr": lr if lr_given else None}
-            changed = [k for k, v in asked.items() if v is not None and float(v) != float(info.get(k, v))]
-            if epochs is not None and n_iters != info.get("max_iters"):
-                changed.append("epochs")
-            if _read_text(data_path) != data_text or changed:
-                what = ", ".join(changed) or "dataset"
-                raise CampError(f"{run_dir} holds a started run with a different {what} — resume it with the same "
-                                "data and settings, or pass another run_dir")
-            n_iters = int(info["max_iters"])
-            base_dir = Path(info.get("base_dir") or base_dir)
-            with contextlib.suppress(TypeError, KeyError):
-                p = _planner.Plan(**{k: v for k, v in info["plan"].items() if k != "effective_batch"})
-        else:
-            data_path.write_text(data_text, encoding="utf-8")
-            config_path.write_text(cfg_text, encoding="utf-8")
-            ds = p.deepspeed_config()
-            if ds:
-                _write_json(run_dir / "deepspeed.json", ds)
-            run_name = name or f"{_slug(prep.label)}-ft-{_run_id(run_dir)}"
-            _write_json(run_dir / "run.json", {
-                "model": prep.model, "base": prep.label, "base_dir": str(base_dir), "dataset": prep.dataset_label,
-                "records": len(prep.records), "name": run_name, "max_iters": n_iters, "iters_note": iters_note,
-                "lr": lr, "evaluation_inputs": questions, "plan": p.to_dict(), "profile": prep.profile.name})
-        info = _read_json(run_dir / "run.json")
-        run_name = name or info.get("name") or f"{_slug(prep.label)}-ft-{_run_id(run_dir)}"
-        seconds = dict(_read_json(run_dir / "state.json").get("seconds", {}))
-        seconds["prepare"] = round(prep.seconds + time.time() - t_prep, 2)
-
-        # ---------------------------------------------------------------- train
-        final = work_dir / f"iter_{n_iters}.pth"
-        if _last_checkpoint(work_dir) != final:
-            t0 = time.time()
-            _train(run_dir, config_path, work_dir, p, n_iters, show)
-            seconds["train"] = round(time.time() - t0, 2)
-            _save_state(run_dir, seconds=seconds)
-        log = parse_log(_read_text(run_dir / "jobs" / "train" / "log.txt"))
-
-        # ---------------------------------------------------------------- convert + merge
-        adapter_dir = merged_dir = None
-        if p.method == "full":
-            merged_dir = run_dir / "merged"
-            if not is_complete(merged_dir):
-                t0 = time.time()
-                _convert(run_dir, config_path, final, merged_dir, p, full=True, base_dir=base_dir, show=show)
-                seconds["convert"] = round(time.time() - t0, 2)
-        else:
-            adapter_dir = run_dir / "adapter"
-            if not is_complete(adapter_dir):
-                t0 = time.time()
-                _convert(run_dir, config_path, final, adapter_dir, p, full=False, base_dir=base_dir, show=show)
-                seconds["convert"] = round(time.time() - t0, 2)
-            if merge:
-                merged_dir = run_dir / "merged"
-                if not is_complete(merged_dir):
-                    t0 = time.time()
-                    _merge(run_dir, base_dir, adapter_dir, merged_dir, p, show=show)
-                    seconds["merge"] = round(time.time() - t0, 2)
-        registered = None
-        if merged_dir is not None:
-            models.register(run_name, merged_dir, base=prep.label,
-                            meta={"run_dir": str(run_dir), "method": p.method, "iterations": n_iters,
-                                  "dataset": prep.dataset_label})
-            registered = run_name
-        _save_state(run_dir, seconds=seconds)
-        result = FinetuneResult(
-            run_dir=run_dir, config_path=config_path, work_dir=work_dir, checkpoint=final,
-            adapter_dir=adapter_dir, merged_dir=merged_dir, name=registered, base=prep.label, base_dir=base_dir,
-            plan=p, max_iters=n_iters, losses=sorted(log.losses.items()), samples=log.samples, seconds=seconds,
-            resumed_from=log.resumed_from)
-        _write_json(run_dir / "result.json", result.to_dict())
-        if show and registered:
-            _say(show, f"fine-tuned model: {merged_dir}\nregistered as {registered!r}: camp.chat({registered!r}) "
-                       f"or `camp chat {registered}`")
-        return result
+def is_complete(folder: Path) -> bool:
+    """camp wrote this folder (adapter, merged model) to the end."""
+    return markers.is_complete(folder)
 
 
 def _registered_path(name: str) -> Path | None:
@@ -393,136 +442,13 @@ def _read_text(path: Path) -> str:
 
 
 def _save_state(run_dir: Path, **kw) -> None:
-    state = _read_json(run_dir / "state.json")
+    state = markers.read_json(run_dir / "state.json")
     state.update(kw)
-    _write_json(run_dir / "state.json", state)
-
-
-def _train(run_dir: Path, config_path: Path, work_dir: Path, p, n_iters: int, show: bool) -> None:
-    from camp.runtime import envs
-    from camp.runtime.jobs import Job, JobFailed
-    from camp.training import xtuner_compat
-
-    state = _read_json(run_dir / "state.json")
-    pid = state.get("train_pid")
-    if pid and _pid_alive(int(pid), str(config_path)):
-        raise CampError(f"an earlier training of this run is still running (pid {pid}) — wait for it to end, or "
-                        f"stop it (kill {pid}), then call finetune again")
-    py = envs.python("xtuner")
-    train_py = _xtuner_tool("tools/train.py")
-    resume = _last_checkpoint(work_dir)
-    cmd = train_command(py, train_py, config_path, work_dir, p, resume=resume)
-    parser = LogParser()
-    final = work_dir / f"iter_{n_iters}.pth"
-
-    def check(job) -> str | None:
-        parser.close()
-        if parser.traceback:
-            return f"XTuner raised {parser.error or 'an exception'} (it exited 0 anyway)"
-        if _last_checkpoint(work_dir) != final:
-            return f"exited 0 but {final.name} is missing: training did not reach iteration {n_iters}"
-        return None
-
-    extra = {**xtuner_compat.job_env(), "PYTHONNOUSERSITE": "1"}
-    if p.device == "cpu":
-        extra["CUDA_VISIBLE_DEVICES"] = ""  # the plan is for the CPU: XTuner must not pick up a GPU
-        extra.setdefault("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
-    job = Job(cmd, name="xtuner train", env="xtuner", cwd=run_dir, run_dir=run_dir / "jobs" / "train",
-              extra_env=extra, parser=parser, expect=check, total=n_iters, desc="train", unit="it")
-    if resume:
-        _say(show, f"resuming from {resume.name} (iteration {_ckpt_iter(resume)} of {n_iters})")
-    job.start()
-    _save_state(run_dir, train_pid=job.pid)
-    try:
-        progress.get(show).follow(job)
-        job.wait()
-    except KeyboardInterrupt:
-        job.cancel()
-        _say(True, f"training stopped at iteration {parser.iter}; call finetune again with run_dir={str(run_dir)!r} "
-                   "to resume from the last checkpoint")
-        raise
-    except JobFailed as exc:
-        raise CampError(f"training failed: {job.problem}\n  log: {job.log_path}\n  work dir: {work_dir}") from exc
-    finally:
-        _save_state(run_dir, train_pid=None)
+    markers.write_json(run_dir / "state.json", state)
 
 
 def _xtuner_cli() -> str:
-    from camp.runtime import envs
-
     return str(envs.env_path("xtuner") / "bin" / "xtuner")
-
-
-def _tool_job(cmd: list[str], *, name: str, run_dir: Path, out: Path, needed: list[str], show: bool, p):
-    """Run an `xtuner convert …` command as a Job: success = exit 0, no Traceback, and the needed files in out."""
-    from camp.runtime.jobs import Job, JobFailed
-    from camp.training import xtuner_compat
-
-    log = ToolLog()
-
-    def check(job) -> str | None:
-        if log.traceback:
-            return f"{name} raised {log.error or 'an exception'} (the xtuner CLI exits 0 anyway)"
-        missing = [f for f in needed if not any(out.glob(f))]
-        if missing:
-            return f"exited 0 but {', '.join(missing)} missing in {out}"
-        return None
-
-    extra = {**xtuner_compat.job_env(), "PYTHONNOUSERSITE": "1"}
-    if p.device == "cpu":
-        extra["CUDA_VISIBLE_DEVICES"] = ""
-    job = Job(cmd, name=name, env="xtuner", cwd=run_dir, run_dir=run_dir / "jobs" / name.split()[-1],
-              extra_env=extra, parser=log, expect=check, desc=name)
-    _say(show, f"{name}: running (log: {job.log_path})")
-    try:
-        job.run(show=False)  # no progress to show: one line before, one after
-    except JobFailed as exc:
-        raise CampError(f"{name} failed: {job.problem}\n  log: {job.log_path}") from exc
-    except KeyboardInterrupt:
-        job.cancel()
-        raise
-    _say(show, f"{name}: done in {job.seconds or 0:.1f} s")
-    return job
-
-
-def _convert(run_dir: Path, config_path: Path, checkpoint: Path, out: Path, p, *, full: bool, base_dir: Path,
-             show: bool) -> None:
-    """`xtuner convert pth_to_hf`: the LoRA adapter (float32: small, exact), or for full fine-tuning the model."""
-    tmp = _tmp_sibling(out)
-    cmd = [_xtuner_cli(), "convert", "pth_to_hf", str(config_path), str(checkpoint), str(tmp)]
-    if not full or p.device == "cpu":
-        cmd.append("--fp32")
-    cmd.append("--safe-serialization")
-    needed = ["config.json", "*.safetensors"] if full else ["adapter_config.json", "adapter_model.safetensors"]
-    try:
-        _tool_job(cmd, name="xtuner convert", run_dir=run_dir, out=tmp, needed=needed, show=show, p=p)
-        if full:
-            _keep_chat_files(base_dir, tmp)
-        _mark(tmp, {"kind": "model" if full else "adapter", "checkpoint": str(checkpoint)})
-        _install(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _merge(run_dir: Path, base_dir: Path, adapter_dir: Path, out: Path, p, *, show: bool) -> None:
-    """`xtuner convert merge`: base + adapter → a full model folder, written by XTuner's transformers 4.48 (which
-    every camp env reads; a transformers 5 save would not load in 4.x)."""
-    tmp = _tmp_sibling(out)
-    cmd = [_xtuner_cli(), "convert", "merge", str(base_dir), str(adapter_dir), str(tmp),
-           "--device", "cpu" if p.device == "cpu" else "cuda", "--safe-serialization"]
-    try:
-        _tool_job(cmd, name="xtuner merge", run_dir=run_dir, out=tmp,
-                  needed=["config.json", "*.safetensors", "tokenizer_config.json"], show=show, p=p)
-        _keep_chat_files(base_dir, tmp)
-        from camp import models
-
-        problem = models.verify(tmp)
-        if problem:
-            raise CampError(f"xtuner merge wrote an incomplete model ({problem}); log: {run_dir / 'jobs/merge/log.txt'}")
-        _mark(tmp, {"kind": "merged", "base": str(base_dir), "adapter": str(adapter_dir)})
-        _install(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 CHAT_FILES = ("generation_config.json", "chat_template.jinja", "chat_template.json")
@@ -534,13 +460,13 @@ def _keep_chat_files(base_dir: Path, out: Path) -> None:
     for f in CHAT_FILES:
         if (base_dir / f).is_file() and not (out / f).is_file():
             shutil.copy2(base_dir / f, out / f)
-    base_cfg = _read_json(base_dir / "tokenizer_config.json")
+    base_cfg = markers.read_json(base_dir / "tokenizer_config.json")
     out_cfg_path = out / "tokenizer_config.json"
-    out_cfg = _read_json(out_cfg_path)
+    out_cfg = markers.read_json(out_cfg_path)
     if base_cfg.get("chat_template") and out_cfg and not out_cfg.get("chat_template") \
             and not (out / "chat_template.jinja").is_file():
         out_cfg["chat_template"] = base_cfg["chat_template"]
-        _write_json(out_cfg_path, out_cfg)
+        markers.write_json(out_cfg_path, out_cfg)
 
 
 # ============================================================================ CLI
@@ -557,8 +483,8 @@ def cli_finetune(args) -> int:
     print(prep.plan, file=sys.stderr if args.json else out, flush=True)
     if args.plan_only:
         return 0
-    result = _execute(prep, name=args.name, max_iters=args.max_iters, epochs=args.epochs, lr=args.lr,
-                      run_dir=args.run_dir, evaluation_inputs=None, show=True, merge=True)
+    result = FinetuneStage(prep, name=args.name, max_iters=args.max_iters, epochs=args.epochs,
+                           lr=args.lr).run(run_dir=args.run_dir)
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=1))
         return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -172,11 +173,16 @@ def test_reply_without_react_format_is_reported(scripted):
     assert reply.answer == "hi"
 
 
-def test_unreachable_server_raises_camp_error(scripted):
+def test_a_wrong_model_name_or_a_dead_server_raises_camp_error(scripted):
     srv = scripted([])
     ep = Endpoint(srv.endpoint.base_url, "wrong-model")  # the scripted server answers 404 for other names
-    with pytest.raises(CampError, match="did not answer"):
+    with pytest.raises(CampError, match="refused the request \\(404: model 'wrong-model' not found\\)"):
         _react.agent(ep, [_tools.calculator()]).chat("x")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = Endpoint(f"http://127.0.0.1:{s.getsockname()[1]}/v1", "tiny")  # nothing listens once closed
+    with pytest.raises(CampError, match="did not answer"):
+        _react.agent(dead, [_tools.calculator()]).chat("x")
 
 
 def test_run_stream_yields_steps_in_order(scripted):

@@ -151,7 +151,7 @@ def test_tiny_streams_its_identity_answer(session, tiny, monkeypatch):
     # tiny makes a token in ~1 ms; ids that come faster than the hand-over interval are batched: hand every
     # token over on its own here, and pace them like a real model (10 ms a token), else on a busy machine the
     # consumer may first wake when the whole answer is already queued (and rightly takes it in one piece)
-    monkeypatch.setattr(camp.conversation, "HANDOVER_EVERY", 0)
+    monkeypatch.setattr(camp.conversation.local, "HANDOVER_EVERY", 0)
     streamer = _streamer_class()
     put = streamer.put
 
@@ -321,7 +321,7 @@ def test_endpoint_down_is_a_clear_error():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with pytest.raises(CampError, match="cannot reach"):
+    with pytest.raises(CampError, match="not reachable"):
         chat(base_url=f"http://127.0.0.1:{port}/v1")
     s = chat("served-name", base_url=f"http://127.0.0.1:{port}/v1")  # no lookup needed: fails at the turn
     with pytest.raises(CampError, match="is the server running"):
@@ -460,7 +460,7 @@ def test_widget_streams_on_a_real_kernel_while_the_kernel_stays_responsive():
     try:
         setup = (
             "import threading\n"
-            "from tests.test_chat import ScriptedBackend\n"
+            "from tests.conversation.test_session import ScriptedBackend\n"
             "from camp.conversation import ChatSession\n"
             "gate = threading.Event()\n"
             "w = ChatSession(ScriptedBackend(pieces=['one ', 'two ', 'three'], gate=gate)).widget()\n"

@@ -24,7 +24,6 @@ import camp.evaluation.opencompass as _opencompass
 import camp.evaluation.result as _result
 import camp.evaluation.stage as _stage
 import camp.evaluation.targets as _targets
-from camp import evaluation as ev
 from camp.data.records import DataError
 from camp.runtime.errors import CampError
 from tests.conftest import ROOT, subprocess_env, tool_env_python
@@ -255,7 +254,7 @@ def test_config_on_cpu_is_readable_and_complete(tmp_path, monkeypatch):
     assert tiny["type"].__name__ == "HuggingFacewithChatTemplate" and tiny["path"] == models[0].path
     assert tiny["model_kwargs"] == {"device_map": "cpu", "torch_dtype": "float32"}
     assert tiny["run_cfg"] == {"num_gpus": 0} and tiny["generation_kwargs"] == {"do_sample": False}
-    # remote modelling code of InternLM2's age: no KV cache on transformers 4.57 (FACTS)
+    # remote modelling code of InternLM2's age: no KV cache on transformers 4.57 (docs/tool-notes.md)
     assert remote["generation_kwargs"]["use_cache"] is False and remote["model_kwargs"]["trust_remote_code"]
     assert endpoint["type"].__name__ == "OpenAISDK" and endpoint["key"] == "ENV"
     assert endpoint["tokenizer_path"] == models[2].tokenizer and endpoint["openai_api_base"].endswith("/v1")

@@ -70,7 +70,7 @@ def xtuner_py() -> Path:
 @pytest.fixture(scope="module")
 def built(work, xtuner_py) -> dict[str, Path]:
     """Tiny InternLM2 checkpoints (no bias / bias) and a Llama-style tokenizer variant, built in the xtuner env."""
-    # find_spec locates the package without running xtuner/__init__ (which imports torchvision, FACTS.md)
+    # find_spec locates the package without running xtuner/__init__ (which imports torchvision, docs/tool-notes.md)
     code = "import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec('xtuner').origin).parent)"
     proc = subprocess.run([str(xtuner_py), "-c", code], capture_output=True, text=True, env=child_env(work))
     check(proc, "locating xtuner in the xtuner env")

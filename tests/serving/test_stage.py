@@ -22,7 +22,7 @@ import camp
 import camp.serving.awq as _awq
 import camp.serving.endpoint as _endpoint
 import camp.serving.ports as _ports
-from camp import serving
+import camp.serving.stage as _sstage
 from camp.runtime import hardware
 from camp.runtime.errors import CampError
 from camp.serving.engines.lmdeploy import AWQ_LAUNCHER, auto_awq_command, lmdeploy_serve_command
@@ -250,40 +250,50 @@ def test_quantize_refuses_without_cuda_before_launching(monkeypatch, tmp_path):
 # =============================================================================================== serve(): no server
 def test_lmdeploy_and_quant_are_refused_on_cpu_before_launching(monkeypatch):
     monkeypatch.setenv("CAMP_FAKE_GPUS", "none")
-    before = set(camp.config.runs_dir().glob("*serve*")) if camp.config.runs_dir().exists() else set()
+    before = set(camp.runtime.config.runs_dir().glob("*serve*")) if camp.runtime.config.runs_dir().exists() else set()
     with pytest.raises(CampError, match="CUDA"):
         camp.serve("tiny", engine="lmdeploy")
     with pytest.raises(CampError, match="needs LMDeploy on a CUDA GPU"):
         camp.serve("tiny", quant="kv8")
-    after = set(camp.config.runs_dir().glob("*serve*")) if camp.config.runs_dir().exists() else set()
+    after = set(camp.runtime.config.runs_dir().glob("*serve*")) if camp.runtime.config.runs_dir().exists() else set()
     assert after == before
+
+
+class FakeServer:
+    """What run_step returns for a server step, recorded instead of started (no GPU here)."""
+
+    def __init__(self, tmp_path):
+        self.steps, self.tmp = [], tmp_path
+
+    def __call__(self, step, view=None):
+        self.steps.append(step)
+        job = types.SimpleNamespace(pid=4242, done=False, status="running", log_path=self.tmp / "log.txt",
+                                    cancel=lambda grace=5: None, tail=lambda n=20: [])
+        if step.check is not None or step.ready is None:  # a tool step (AWQ): let the test's hook act, then judge
+            self.on_tool(step)
+            assert step.check is None or step.check(job) is None  # the stage's output check accepts it
+        return job
+
+    def on_tool(self, step):
+        pass
 
 
 def test_serve_on_a_gpu_profile_launches_lmdeploy_in_its_env(monkeypatch, tmp_path):
     """The LMDeploy path of serve() up to the process start (this machine has no GPU to run it)."""
     monkeypatch.setenv("CAMP_FAKE_GPUS", "24")
     folder = _awq_7b_folder(tmp_path)
-    started = {}
-
-    class FakeJob:
-        def __init__(self, cmd, **kw):
-            started.update(cmd=cmd, **kw)
-            self.pid, self.done, self.status, self.log_path = 4242, False, "running", tmp_path / "log.txt"
-
-        def start(self):
-            return self
-
-    monkeypatch.setattr("camp.runtime.jobs.Job", FakeJob)
-    monkeypatch.setattr(serving, "_lmdeploy_env_ready", lambda: None)
-    monkeypatch.setattr(serving, "_wait_ready", lambda ep, timeout: None)
-    monkeypatch.setattr(serving, "free_port", lambda host, start: 23400)
+    fake = FakeServer(tmp_path)
+    envs = []
+    monkeypatch.setattr(_sstage, "ensure_env", lambda name, view=None: envs.append(name))
+    monkeypatch.setattr(_sstage, "run_step", fake)
+    monkeypatch.setattr(_sstage, "free_port", lambda host, start: 23400)
     ep = camp.serve(folder, api_key="sk-1")
     try:
-        assert started["env"] == "lmdeploy" and started["kill_on_exit"] is True
-        assert started["cmd"] == [sys.executable, "-m", "camp.serving.stage", *API, str(folder), "--server-name",
-                                  "127.0.0.1", "--server-port", "23400", "--backend", "turbomind", "--tp", "1",
-                                  "--cache-max-entry-count", "0.8", "--quant-policy", "0", "--model-format", "awq",
-                                  "--api-keys", "sk-1", "--model-name", folder.name]
+        step = fake.steps[0]
+        assert envs == ["lmdeploy"] and step.env == "lmdeploy" and step.ready is not None
+        assert step.cmd == [*API, str(folder), "--server-name", "127.0.0.1", "--server-port", "23400", "--backend",
+                            "turbomind", "--tp", "1", "--cache-max-entry-count", "0.8", "--quant-policy", "0",
+                            "--model-format", "awq", "--api-keys", "sk-1", "--model-name", folder.name]
         assert (ep.base_url, ep.model, ep.engine, ep.api_key) == (
             "http://127.0.0.1:23400/v1", folder.name, "turbomind", "sk-1")
         assert ep.plan.profile == "gpu-24g" and ep.to_dict()["plan"]["cache_max_entry_count"] == 0.8
@@ -343,8 +353,8 @@ def ep():
 @pytest.mark.integration
 def test_served_on_localhost_listed_and_healthy(ep):
     assert ep.host == "127.0.0.1" and ep.base_url == f"http://127.0.0.1:{ep.port}/v1" and ep.engine == "transformers"
-    assert ep.model == str(camp.tiny.ensure())  # transformers serve answers only to its folder path
-    assert ep.healthy() and ep.models() == [ep.model]
+    assert ep.model == "tiny"  # served under the catalogue name, as LMDeploy's --model-name does
+    assert ep.healthy() and ep.models() == ["tiny"]
     assert ep.log_path.is_file() and ep.job.kill_on_exit
     assert ep in _endpoint.endpoints()
     assert ep.base_url in ep._repr_html_() and ep.to_dict()["status"] == "running"
@@ -367,6 +377,11 @@ def test_plain_and_streaming_chat_through_the_openai_sdk(ep):
     streamed = list(ep.chat(camp.tiny.IDENTITY_QUESTION, stream=True))
     assert len(streamed) > 3 and "".join(streamed) == camp.tiny.IDENTITY_ANSWER
     assert len(list(ep.chat("XTuner 是什么？", stream=True, max_tokens=5))) <= 5
+    # the folder path (what stock transformers serve wants) still works; another name is refused, naming ours
+    by_path = client.chat.completions.create(model=str(camp.tiny.ensure()), messages=q, max_tokens=64)
+    assert by_path.choices[0].message.content == camp.tiny.IDENTITY_ANSWER
+    with pytest.raises(openai.NotFoundError, match="this server serves 'tiny'"):
+        client.chat.completions.create(model="internlm2_5-7b-chat", messages=q, max_tokens=4)
 
 
 @pytest.mark.integration
@@ -431,7 +446,7 @@ def test_zz_stop_frees_the_port_and_leaves_no_process(ep):
     assert ep.job.done and ep.job.status == "cancelled"
     assert _group_gone(pgid) and _ports.port_free("127.0.0.1", port)
     assert ep not in _endpoint.endpoints()
-    with pytest.raises(CampError, match="cannot reach"):
+    with pytest.raises(CampError, match="not reachable.*its server cancelled"):
         ep.chat("hi")
 
 
@@ -459,7 +474,7 @@ def test_cli_serve_enforces_the_api_key_and_dies_with_its_parent():
         out = "".join(lines)
         base = f"http://127.0.0.1:{port}/v1"
         assert f"camp serve: {base}" in out and "--api-key sk-camp-test" in out, out + proc.stderr.read()
-        model = str(camp.tiny.ensure())
+        model = "tiny"  # the short name the server lists
         q = [{"role": "user", "content": camp.tiny.IDENTITY_QUESTION}]
         for wrong in ("EMPTY", "sk-wrong"):
             with pytest.raises(openai.AuthenticationError):
@@ -490,11 +505,12 @@ def test_a_server_that_fails_or_is_slow_raises_with_its_log_tail(tmp_path):
     broken = tmp_path / "broken-model"
     broken.mkdir()
     (broken / "config.json").write_text("{}")
-    with pytest.raises(CampError, match="exited .* before it answered") as info:
+    with pytest.raises(CampError, match="exited .* before it was ready") as info:
         camp.serve(broken, timeout=120)
-    assert "last lines:" in str(info.value) and "log: " in str(info.value)
+    first, _, rest = str(info.value).partition("\n")
+    assert "ValueError: Unrecognized processing class" in first and rest.strip().startswith("log: ")  # one line + log
     # too short a timeout: the server is stopped, not left loading in the background
-    with pytest.raises(CampError, match="did not answer within 1 s") as info:
+    with pytest.raises(CampError, match="not ready within 1 s") as info:
         camp.serve("tiny", timeout=1)
     assert not _endpoint.endpoints()
     log = Path(re.search(r"log: (\S+)", str(info.value)).group(1))
@@ -504,7 +520,7 @@ def test_a_server_that_fails_or_is_slow_raises_with_its_log_tail(tmp_path):
 
 
 def test_quantize_on_a_gpu_runs_the_launcher_registers_awq_and_serve_uses_it(monkeypatch, tmp_path):
-    """quantize() → register → serve(name) wiring, with the LMDeploy process faked (no GPU here)."""
+    """quantize() → register → serve(name) wiring, with the LMDeploy processes faked (no GPU here)."""
     monkeypatch.setenv("CAMP_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CAMP_FAKE_GPUS", "24")
     base = tmp_path / "my-7b"
@@ -513,44 +529,39 @@ def test_quantize_on_a_gpu_runs_the_launcher_registers_awq_and_serve_uses_it(mon
     del cfg["quantization_config"]
     (base / "config.json").write_text(json.dumps(cfg))
     (base / "model.safetensors").write_bytes(b"weights")
-    jobs = []
+    fake = FakeServer(tmp_path)
 
-    class FakeJob:
-        def __init__(self, cmd, **kw):
-            self.cmd, self.kw = cmd, kw
-            self.pid, self.done, self.status, self.log_path = 4242, False, "running", tmp_path / "log.txt"
-            jobs.append(self)
+    def auto_awq(step):  # what auto_awq leaves in --work-dir
+        out = Path(step.cmd[step.cmd.index("--work-dir") + 1])
+        (out / "config.json").write_text(json.dumps({**cfg, "quantization_config": {
+            "quant_method": "awq", "bits": 4, "group_size": 128, "version": "gemm", "zero_point": True}}))
+        (out / "model.safetensors").write_bytes(b"int4")
 
-        def start(self):
-            return self
-
-        def run(self, show=True):  # what auto_awq leaves in --work-dir
-            out = Path(self.cmd[self.cmd.index("--work-dir") + 1])
-            out.mkdir(parents=True)
-            (out / "config.json").write_text(json.dumps({**cfg, "quantization_config": {
-                "quant_method": "awq", "bits": 4, "group_size": 128, "version": "gemm", "zero_point": True}}))
-            (out / "model.safetensors").write_bytes(b"int4")
-            assert self.kw["expect"](self) is None  # the Job's output check accepts it
-            return self
-
-    monkeypatch.setattr("camp.runtime.jobs.Job", FakeJob)
-    monkeypatch.setattr(serving, "_lmdeploy_env_ready", lambda: None)
+    fake.on_tool = auto_awq
+    monkeypatch.setattr("camp.runtime.stage.ensure_env", lambda name, view=None: None)
+    monkeypatch.setattr("camp.runtime.stage.run_step", fake)
+    monkeypatch.setattr(_sstage, "ensure_env", lambda name, view=None: None)
+    monkeypatch.setattr(_sstage, "run_step", fake)
     monkeypatch.setattr("camp.runtime.envs.python", lambda name: Path(f"/envs/{name}/bin/python"))
     out = camp.quantize(base, calib_samples=64)
     assert out == tmp_path / "home" / "models" / "my-7b-w4a16"
-    job = jobs[0]
-    run_dir = Path(job.kw["run_dir"])
-    assert job.kw["env"] == "lmdeploy" and job.cmd[:2] == ["/envs/lmdeploy/bin/python", str(run_dir / "camp_lmdeploy.py")]
-    assert job.cmd[2:] == auto_awq_command(base, out, run_dir / "calibration.txt", calib_samples=64)[1:]
+    assert (out / "model.safetensors").read_bytes() == b"int4" and not list(out.parent.glob(".my-7b-w4a16.tmp-*"))
+    step = fake.steps[0]
+    run_dir = step.run_dir.parent.parent
+    assert step.env == "lmdeploy" and step.cmd[:2] == ["/envs/lmdeploy/bin/python", str(run_dir / "camp_lmdeploy.py")]
+    work = Path(step.cmd[step.cmd.index("--work-dir") + 1])
+    assert work.parent == out.parent and work.name.startswith(".my-7b-w4a16.tmp-")  # built beside, then renamed
+    assert step.cmd[2:] == auto_awq_command(base, work, run_dir / "calibration.txt", calib_samples=64)[1:]
     assert (run_dir / "camp_lmdeploy.py").read_text() == AWQ_LAUNCHER
     assert (run_dir / "calibration.txt").read_text(encoding="utf-8") == _awq.calibration_text()
     entry = camp.models.registered()["my-7b-w4a16"]
     assert entry["meta"]["model_format"] == "awq" and Path(entry["path"]) == out
+    # a second call reuses the finished folder: no tool run
+    assert camp.quantize(base, calib_samples=64) == out and len(fake.steps) == 1
     # serving the registered name: LMDeploy gets --model-format awq and the short name
-    monkeypatch.setattr(serving, "_wait_ready", lambda ep, timeout: None)
     try:
         ep = camp.serve("my-7b-w4a16")
-        cmd = jobs[-1].cmd
+        cmd = fake.steps[-1].cmd
         assert cmd[cmd.index("--model-format") + 1] == "awq" and cmd[-2:] == ["--model-name", "my-7b-w4a16"]
         assert ep.model == "my-7b-w4a16" and ep.folder == out
     finally:

@@ -19,7 +19,7 @@ import pytest
 
 import camp.training.stage as _stage
 import camp.training.xtuner as _xtuner
-from camp import data, models, training
+from camp import data, models
 from camp.models.tiny import IDENTITY_QUESTION
 from camp.runtime.errors import CampError
 from camp.training import plan as planner
@@ -341,26 +341,10 @@ def test_a_started_run_is_not_resumed_with_other_data_or_settings(tmp_path, monk
     (run_dir / "config.py").write_text("# its config\n")
     (run_dir / "run.json").write_text(json.dumps({"max_iters": 100, "lr": 0.01, "plan": {}}))
     (run_dir / "data.jsonl").write_text("")  # … on other data
-    monkeypatch.setattr(_stage, "_train", lambda *a, **k: pytest.fail("must not train"))
+    monkeypatch.setattr("camp.runtime.stage.run_step", lambda *a, **k: pytest.fail("must not train"))
     with pytest.raises(CampError, match="different dataset"):
         _stage.finetune("tiny", sc, run_dir=run_dir, show=False)
     same = "".join(json.dumps(data.to_xtuner(r), ensure_ascii=False) + "\n" for r in data.load(sc))
     (run_dir / "data.jsonl").write_text(same, encoding="utf-8")
     with pytest.raises(CampError, match="different max_iters"):
         _stage.finetune("tiny", sc, run_dir=run_dir, max_iters=50, show=False)
-
-
-def test_completed_folders_are_never_overwritten(tmp_path):
-    folder = tmp_path / "merged"
-    folder.mkdir()
-    (folder / "model.safetensors").write_bytes(b"123")
-    _stage._mark(folder, {"kind": "merged"})
-    assert _stage.is_complete(folder)
-    tmp = tmp_path / ".merged.tmp-1"
-    tmp.mkdir()
-    with pytest.raises(CampError, match="already complete"):
-        _stage._install(tmp, folder)
-    (folder / "model.safetensors").write_bytes(b"12")  # a file changed: no longer complete → replaceable
-    assert not _stage.is_complete(folder)
-    _stage._install(tmp, folder)
-    assert not tmp.exists() and not (folder / "model.safetensors").exists()

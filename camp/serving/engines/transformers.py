@@ -71,7 +71,7 @@ class ServeFace:
         while more:
             message = await receive()
             if message["type"] != "http.request":
-                return await self.app(scope, _replay([message]), send)  # the client went away
+                return await self.app(scope, _replay([message], receive), send)  # the client went away
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         body = b"".join(chunks)
@@ -90,18 +90,21 @@ class ServeFace:
                     "type": "invalid_request_error", "code": "model_not_found"}})
         headers = [(k, v) for k, v in scope.get("headers") or [] if k != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode()))
-        return await self.app(dict(scope, headers=headers), _replay([{"type": "http.request", "body": body}]), send)
+        return await self.app(dict(scope, headers=headers), _replay([{"type": "http.request", "body": body}], receive),
+                              send)
 
 
-def _replay(messages):
+def _replay(messages, receive):
+    """A receive() that hands out `messages` first, then the connection's own (a streaming response listens on it
+    for the client's disconnect: answering "disconnect" at once would cancel the stream)."""
     pending = list(messages)
 
-    async def receive():
+    async def replayed():
         if pending:
             return pending.pop(0)
-        return {"type": "http.disconnect"}
+        return await receive()
 
-    return receive
+    return replayed
 
 
 def main(args: list[str]) -> int:

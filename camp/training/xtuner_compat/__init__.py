@@ -1,4 +1,4 @@
-"""XTuner on a CPU: every workaround camp needs, in one place (FACTS.md, "XTuner 0.2.0 LoRA on CPU").
+"""XTuner on a CPU: every workaround camp needs, in one place (docs/tool-notes.md, "XTuner 0.2.0 on a CPU").
 
 Measured with xtuner 0.2.0, mmengine 0.10.6, transformers 4.48.0, peft 0.14.0 and torch 2.13.0 (CPU build), in
 the order they failed:

@@ -1,7 +1,7 @@
 """Start-up hook for XTuner 0.2.0 processes run by camp (train, convert, merge). Only XTuner Jobs get this folder
 on PYTHONPATH (camp.xtuner_compat.job_env), so no other Python sees it.
 
-Workaround (1) of four (FACTS.md, "XTuner 0.2.0 LoRA on CPU"): `import xtuner.dataset` imports
+Workaround (1) of four (docs/tool-notes.md, "XTuner 0.2.0 on a CPU"): `import xtuner.dataset` imports
 `xtuner.dataset.internvl_dataset`, which imports torchvision at start-up. camp's xtuner env leaves torchvision out
 on purpose: PyPI's torchvision is CUDA-linked and, beside the CPU torch 2.13 build, even transformers' imports
 fail (`operator torchvision::nms does not exist`). Text fine-tuning never uses the InternVL dataset, so while

@@ -1,0 +1,139 @@
+"""HTML views of the core's results (JupyterLab shows them): each result's `_repr_html_` delegates here."""
+
+from __future__ import annotations
+
+import html
+import io
+
+from camp.serving.bench import COLUMNS
+from camp.serving.ports import LOCAL_HOSTS, SSH_HINT
+from camp.training.plan import PARTS
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.3f}" if v < 100 else f"{v:.1f}"
+    return "-" if v is None else html.escape(str(v))
+
+
+def endpoint_html(ep) -> str:
+    state = ep.job.status if ep.job is not None else "external"
+    key = repr(ep.api_key) if ep.api_key else '"EMPTY"'
+    code = (f"from openai import OpenAI\nclient = OpenAI(base_url={ep.base_url!r}, api_key={key})\n"
+            f"client.chat.completions.create(model={ep.model!r},\n"
+            "    messages=[{'role': 'user', 'content': '你好'}], max_tokens=256)")
+    rows = [("base_url", ep.base_url), ("model", ep.model), ("engine", ep.engine), ("state", state),
+            ("API key", "required" if ep.api_key else "none")]
+    if ep.plan:
+        rows.append(("plan", f"tp={ep.plan.tp}, --cache-max-entry-count {ep.plan.cache_max_entry_count:g}, "
+                             f"--quant-policy {ep.plan.quant_policy}, {ep.plan.model_format} weights"))
+    if ep.log_path:
+        rows.append(("log", str(ep.log_path)))
+    table = "".join(f"<tr><td><b>{html.escape(k)}</b></td><td><code>{html.escape(str(v))}</code></td></tr>"
+                    for k, v in rows)
+    hint = ""
+    if ep.host in LOCAL_HOSTS and ep.port:
+        hint = (f"<small>From your own computer: <code>{html.escape(SSH_HINT.format(port=ep.port))}</code>"
+                "</small>")
+    return (f"<div><b>camp endpoint</b><table>{table}</table><pre>{html.escape(code)}</pre>{hint}"
+            "<br><small><code>.chat(text)</code> · <code>.chat(text, stream=True)</code> · "
+            "<code>.session()</code> · <code>.widget()</code> · <code>.stop()</code></small></div>")
+
+
+def doctor_html(report) -> str:
+    colours = {"ok": "#1a7f37", "info": "#57606a", "warn": "#9a6700", "fail": "#cf222e"}
+    rows = []
+    for c in report.checks:
+        badge = (f'<span style="background:{colours[c.status]};color:#fff;border-radius:4px;'
+                 f'padding:1px 6px;font-size:85%">{c.status}</span>')
+        fix = f'<div style="color:#57606a">→ {html.escape(c.fix)}</div>' if c.fix and c.status in (
+            "warn", "fail") else ""
+        rows.append(f"<tr><td>{badge}</td><td><b>{html.escape(c.name)}</b></td>"
+                    f"<td style='text-align:left'>{html.escape(c.value)}{fix}</td></tr>")
+    n = len(report.problems)
+    summary = "no problems found" if not n else f"{n} problem{'s' if n > 1 else ''} (see → lines)"
+    return (f"<div><b>camp doctor</b> — profile <code>{html.escape(report.profile)}</code>, {summary} "
+            f"<span style='color:#57606a'>({report.seconds:.1f} s)</span>"
+            "<table style='border-collapse:collapse'>" + "".join(rows) + "</table></div>")
+
+
+def eval_html(result) -> str:
+    import base64
+    import html
+
+    p = result.scores()
+    table = p.to_html(float_format=lambda v: f"{v:.1f}") if len(p) else "<p>no scores</p>"
+    buf = io.BytesIO()
+    result.plot().savefig(buf, format="png", dpi=100)
+    img = base64.b64encode(buf.getvalue()).decode("ascii")
+    return (f"<div><b>OpenCompass scores</b> ({result.seconds:.0f} s, run folder "
+            f"<code>{html.escape(str(result.run_dir))}</code>)<br>{table}"
+            f"<img src='data:image/png;base64,{img}'/></div>")
+
+
+def finetune_html(result) -> str:
+    from camp.ui.progress import loss_svg
+
+    e = html.escape
+    rows = [("registered name", f"<code>{e(result.name)}</code> — <code>camp.chat({e(repr(result.name))})</code>"
+             if result.name else "—"),
+            ("base model", f"{e(result.base)} <small>({e(str(result.base_dir))})</small>"),
+            ("plan", e(result.plan.headline()) if hasattr(result.plan, "headline") else "—"),
+            ("iterations", f"{result.max_iters}" + (f" (resumed from {', '.join(map(str, result.resumed_from))})"
+                                                  if result.resumed_from else "")
+             + (" — reused a finished run" if result.reused else "")),
+            ("merged model", f"<code>{e(str(result.merged_dir or '—'))}</code>"),
+            ("adapter", f"<code>{e(str(result.adapter_dir or '—'))}</code>"),
+            ("config", f"<code>{e(str(result.config_path))}</code>"),
+            ("time", " · ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()))]
+    table = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>"
+                    for k, v in rows)
+    answers = "".join(f"<li><b>{e(q)}</b> → {e(a)}</li>" for q, a in result.final_answers.items())
+    return (f"<div><b>Fine-tuned {e(result.base)}</b><table>{table}</table>{loss_svg(result.losses)}"
+            + (f"<div>Last answers of the chat hook:<ul>{answers}</ul></div>" if answers else "") + "</div>")
+
+
+def plan_html(plan) -> str:
+    colors = {"weights": "#4e79a7", "adapters": "#f28e2b", "gradients": "#e15759", "optimizer": "#76b7b2",
+              "activations": "#59a14f", "overhead": "#bab0ac"}
+    total = plan.memory["total"]
+    scale = max(total, plan.budget_gib, 1e-9)
+    bar = "".join(
+        f'<div title="{p}: {plan.memory[p]:.2f} GiB" style="width:{100 * plan.memory[p] / scale:.2f}%;'
+        f'background:{colors[p]};height:100%"></div>' for p in PARTS)
+    line = (f'<div style="position:absolute;left:{100 * plan.budget_gib / scale:.2f}%;top:-3px;bottom:-3px;'
+            'border-left:2px dashed #000" title="budget"></div>')
+    rows = "".join(
+        f'<tr><td><span style="display:inline-block;width:10px;height:10px;background:{colors[p]}"></span> '
+        f"{p}</td><td style='text-align:right'>{plan.memory[p]:.2f}</td>"
+        f"<td>{html.escape(plan.explain.get(p, ''))}</td></tr>" for p in PARTS)
+    verdict = ("<b style='color:#2a7'>fits</b>" if plan.fits else "<b style='color:#c33'>does not fit</b>")
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in plan.notes)
+    return (f"<div><b>Fine-tuning plan for {html.escape(plan.model)}</b> on "
+            f"{html.escape(plan.profile or plan.device)}<br><small>{html.escape(plan.headline())}</small>"
+            '<div style="position:relative;display:flex;height:18px;margin:8px 0;border:1px solid #999;'
+            f'max-width:640px">{bar}{line}</div>'
+            "<table><tr><th>part</th><th>GiB</th><th></th></tr>"
+            f"{rows}<tr><td><b>total</b></td><td style='text-align:right'><b>{total:.2f}</b></td>"
+            f"<td>of {plan.budget_gib:.2f} GiB budget → {verdict}</td></tr></table>"
+            + (f"<ul>{notes}</ul>" if notes else "") + "</div>")
+
+
+def bench_html(result) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(r[c])}</td>" for c in COLUMNS) + "</tr>" for r in result.rows)
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in result.notes)
+    errs = "".join(f"<li>concurrency {c}: {html.escape(m)}</li>" for c, m in result.errors)
+    return (f"<div><b>bench</b> {html.escape(result.kind)}: <code>{html.escape(result.target)}</code> "
+            f"(max_tokens {result.max_tokens}, greedy)<table><tr>{head}</tr>{body}</table>"
+            + (f"<ul>{notes}</ul>" if notes else "") + (f"<b>errors</b><ul>{errs}</ul>" if errs else "")
+            + "<small><code>.table</code> · <code>.plot()</code></small></div>")
+
+
+def webdemo_html(demo):
+    import html
+
+    return (
+        f'<b>camp webdemo</b> ({html.escape(demo.job.status)}): <a href="{demo.url}" target="_blank">{demo.url}</a>'
+        f"<pre>{html.escape(demo.hint)}</pre>"
+    )
