@@ -366,7 +366,8 @@ def run_child(s: Step, a, out: Path, state_dir: Path, timeout: float, log: Log) 
     path = state_dir / f"{s.name}.json"
     prev = read_json(path)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", s.name, "--out", str(out), "--state-dir",
-           str(state_dir), "--scale", a.scale, "--max-tokens", str(a.max_tokens), "--iters", str(a.iters),
+           str(state_dir), "--scale", a.scale, "--max-tokens", str(a.max_tokens), "--levels", a.levels,
+           "--iters", str(a.iters),
            "--calib-samples", str(a.calib_samples), "--eval-limit", str(a.eval_limit)]
     if a.rehearse:
         cmd.append("--rehearse")
@@ -415,6 +416,7 @@ class Ctx:
         self.out = Path(a.out)
         self.state_path = Path(a.state_dir) / f"{step.name}.json"
         self.work = self.out / "work" / step.name
+        self.levels = tuple(int(c) for c in a.levels.split(","))
         self.state = {"name": step.name, "title": step.title, "status": "running", "started": now(),
                       "scale": a.scale, "rehearsal": bool(a.rehearse), "note": NOTE, "data": {}}
 
@@ -555,7 +557,7 @@ def run_serve(ctx: Ctx) -> None:
     try:
         ctx.save(start_s=round(now() - t0, 1), command=ep.job.cmd if ep.job else None,
                  plan=str(ep.plan) if ep.plan else None, log=str(ep.log_path))
-        rows = _bench_levels(ctx, ep, ctx.step.options.get("levels", LEVELS))
+        rows = _bench_levels(ctx, ep, ctx.step.options.get("levels", ctx.levels))
         one = next((r for r in rows if r["concurrency"] == 1), None)
         if one:
             ctx.save(decode_tps=decode_rate(one, ctx.a.max_tokens))
@@ -565,7 +567,7 @@ def run_serve(ctx: Ctx) -> None:
 
 def run_hf(ctx: Ctx) -> None:
     folder = ctx.folder(ctx.step.size)
-    levels = ctx.step.options.get("levels", HF_LEVELS)
+    levels = ctx.step.options.get("levels", tuple(c for c in ctx.levels if c <= max(HF_LEVELS)))
     out = ctx.work / "hf.json"
     res = _job([sys.executable, str(PROBE), "hf", "--folder", str(folder), "--levels", ",".join(map(str, levels)),
                 "--max-tokens", str(ctx.a.max_tokens), "--out", str(out)], "hf", ctx.work / "job", out)
@@ -761,6 +763,7 @@ def parse_args(argv=None):
     p.add_argument("--state-dir", help="where each step's state JSON lives (default OUT/state)")
     p.add_argument("--resume-from", help="an earlier run's results.json: its done steps are not run again")
     p.add_argument("--max-tokens", type=int, default=128, help="tokens per bench request")
+    p.add_argument("--levels", default="1,16,64", help="bench concurrencies (transformers: those up to 16)")
     p.add_argument("--iters", type=int, default=50, help="XTuner iterations per fine-tuning step")
     p.add_argument("--calib-samples", type=int, default=32, help="AWQ calibration windows (of 1024 tokens)")
     p.add_argument("--eval-limit", type=int, default=20, help="questions of the course set to evaluate")
