@@ -107,10 +107,17 @@ def _check(tmp: Path, env: dict, *args: str, timeout: float = 300) -> subprocess
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def xtuner_python() -> Path:
+    """The xtuner env's python through camp's one env policy (a registered env as it is; built when missing)."""
+    from camp.runtime import envs, progress
+
+    return envs.ensure("xtuner", view=progress.SILENT)
+
+
 @pytest.fixture(scope="module")
-def xtuner_code(tool_python) -> Path:
+def xtuner_code() -> Path:
     """XTuner's InternLM2 modelling code, from the xtuner env `make test` builds."""
-    py = tool_python("xtuner")
+    py = xtuner_python()
     r = subprocess.run([str(py), "-c", "import importlib.util as u; print(u.find_spec('xtuner').submodule_search_"
                         "locations[0])"], capture_output=True, text=True, check=True)
     return Path(r.stdout.strip()) / "_lite" / "modelings" / "internlm2"

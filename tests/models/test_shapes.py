@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -44,10 +45,17 @@ def test_ci_scale_keeps_what_is_not_width_or_depth():
         shapes.shape("internlm2_5-7b-chat", "half")
 
 
+def xtuner_python() -> Path:
+    """The xtuner env's python through camp's one env policy (a registered env as it is; built when missing)."""
+    from camp.runtime import envs, progress
+
+    return envs.ensure("xtuner", view=progress.SILENT)
+
+
 @pytest.fixture(scope="module")
-def built(tmp_path_factory, tool_python):
+def built(tmp_path_factory):
     home = tmp_path_factory.mktemp("shapes")
-    py = tool_python("xtuner")
+    py = xtuner_python()
     r = subprocess.run([str(py), "-c", "import importlib.util as u; print(u.find_spec('xtuner').submodule_search_"
                         "locations[0])"], capture_output=True, text=True, check=True)
     code = f"{r.stdout.strip()}/_lite/modelings/internlm2"
