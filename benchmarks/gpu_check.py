@@ -366,7 +366,7 @@ def run_child(s: Step, a, out: Path, state_dir: Path, timeout: float, log: Log) 
     path = state_dir / f"{s.name}.json"
     prev = read_json(path)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", s.name, "--out", str(out), "--state-dir",
-           str(state_dir), "--scale", a.scale, "--max-tokens", str(a.max_tokens), "--levels", a.levels,
+           str(state_dir), "--work-dir", str(a.work_dir), "--scale", a.scale, "--max-tokens", str(a.max_tokens), "--levels", a.levels,
            "--iters", str(a.iters),
            "--calib-samples", str(a.calib_samples), "--eval-limit", str(a.eval_limit)]
     if a.rehearse:
@@ -415,7 +415,7 @@ class Ctx:
         self.step = step
         self.out = Path(a.out)
         self.state_path = Path(a.state_dir) / f"{step.name}.json"
-        self.work = self.out / "work" / step.name
+        self.work = Path(a.work_dir) / step.name
         self.levels = tuple(int(c) for c in a.levels.split(","))
         self.state = {"name": step.name, "title": step.title, "status": "running", "started": now(),
                       "scale": a.scale, "rehearsal": bool(a.rehearse), "note": NOTE, "data": {}}
@@ -761,6 +761,7 @@ def parse_args(argv=None):
     p.add_argument("--only", help="comma-separated steps to run (others are skipped)")
     p.add_argument("--skip", help="comma-separated steps to leave out")
     p.add_argument("--state-dir", help="where each step's state JSON lives (default OUT/state)")
+    p.add_argument("--work-dir", help="the steps' run folders: configs, logs, checkpoints (default OUT/work)")
     p.add_argument("--resume-from", help="an earlier run's results.json: its done steps are not run again")
     p.add_argument("--max-tokens", type=int, default=128, help="tokens per bench request")
     p.add_argument("--levels", default="1,16,64", help="bench concurrencies (transformers: those up to 16)")
@@ -777,6 +778,8 @@ def main(argv=None) -> int:
     a = parse_args(argv)
     if a.state_dir is None:
         a.state_dir = str(Path(a.out).resolve() / "state")
+    if a.work_dir is None:
+        a.work_dir = str(Path(a.out).resolve() / "work")
     if a.child:
         return main_child(a)
     return main_parent(a)

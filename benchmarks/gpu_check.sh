@@ -4,8 +4,8 @@
 #   bash benchmarks/gpu_check.sh [BUDGET_S] [gpu_check.py options…]      e.g.  bash benchmarks/gpu_check.sh 780
 #
 # Results go to $OUT (the device tool's folder) or ./gpu-check-out: results.json, results.md, log.txt, setup.json;
-# each step's state goes to $CAMP_GPU_STATE (default /tmp/camp-gpu-check/state) so that no more than the files the
-# device tool brings back land in $OUT. BUDGET_S counts from this script's start (default 540: one device call is 600 s at most).
+# each step's state goes to $CAMP_GPU_STATE (default /tmp/camp-gpu-check/state) and the run folders (configs, logs,
+# checkpoints) to /tmp/camp-gpu-check/work, so that $OUT holds only the few files the device tool brings back. BUDGET_S counts from this script's start (default 540: one device call is 600 s at most).
 #
 # Setup, minimised and timed (setup.json; gpu_check.py reports it apart from the measurements):
 #   * wheels only (PIP_ONLY_BINARY=:all:): never a source build;
@@ -94,5 +94,6 @@ json.dump({"wrapper_seconds": float(secs), "index": index == "yes", "machine_tor
 EOF
 
 LEFT=$(python3 -c "import time;print(max(30,int($BUDGET-(time.time()-$T0))))")
-exec "$VPY" benchmarks/gpu_check.py --out "$OUT" --state-dir "$STATE" --budget-s "$LEFT" \
+exec "$VPY" benchmarks/gpu_check.py --out "$OUT" --state-dir "$STATE" --work-dir /tmp/camp-gpu-check/work \
+  --budget-s "$LEFT" \
   --setup-s-before "$SETUP_S" "$@"
