@@ -34,7 +34,7 @@ mark() { python3 -c "import time;print(round(time.time()-$T0,1))"; }
 
 # ---- where wheels come from
 INDEX=no
-if timeout 8 "$PY" -m pip index versions pip >/dev/null 2>&1; then INDEX=yes; fi
+if timeout 15 "$PY" -m pip index versions pip >/dev/null 2>&1; then INDEX=yes; fi
 if [[ -d "$ROOT/.whl" ]]; then export PIP_FIND_LINKS="$ROOT/.whl"; fi
 if [[ $INDEX == no ]]; then export PIP_NO_INDEX=1; fi
 say "package index reachable: $INDEX; wheelhouse: ${PIP_FIND_LINKS:-none}"
