@@ -31,10 +31,10 @@ from urllib.parse import urlsplit
 
 from camp.models.listing import WEIGHT_SUFFIXES, Model, _lookup, get
 from camp.models.registry import _registered_entry, _registered_folder
-from camp.runtime import config
+from camp.runtime import config, markers
 from camp.runtime.errors import CampError
 
-MARKER = ".camp-complete"
+MARKER = markers.MARKER
 DEFAULT_MODELSCOPE = "https://www.modelscope.cn"
 DEFAULT_HF = "https://huggingface.co"
 PROBE_TIMEOUT = 1.5
@@ -138,42 +138,19 @@ def verify(path: Path) -> str | None:
     return None
 
 
-def _files(path: Path) -> dict[str, int]:
-    out = {}
-    for f in sorted(path.rglob("*")):
-        rel = f.relative_to(path)
-        if any(part.startswith(".") for part in rel.parts) or not f.is_file():
-            continue  # hub bookkeeping (.msc, .mdl, .cache/) and our marker
-        out[rel.as_posix()] = f.stat().st_size
-    return out
-
-
 def write_marker(path: Path, model_id: str, revision: str, source: str) -> None:
-    data = {"model": model_id, "revision": revision, "source": source,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": _files(path)}
-    tmp = path / (MARKER + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(tmp, path / MARKER)
+    """Mark a downloaded snapshot complete (after every file arrived and verify() passed)."""
+    markers.mark(path, "download", model=model_id, revision=revision, source=source)
 
 
 def marker_ok(path: Path, model: Model, revision: str | None = None) -> bool:
-    """True when path holds our completion marker for this model (and revision) and every file it lists."""
-    try:
-        data = json.loads((Path(path) / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
+    """True when path holds camp's completion marker for this model (and revision) and every file it lists."""
+    data = markers.read(path) or {}
     if str(data.get("model", "")).lower() not in [i.lower() for i in model.ids]:
         return False
     if revision is not None and data.get("revision") != revision:
         return False
-    for rel, size in data.get("files", {}).items():
-        f = Path(path) / rel
-        try:
-            if f.stat().st_size != size:
-                return False
-        except OSError:
-            return False
-    return bool(data.get("files"))
+    return markers.is_complete(path, "download")
 
 
 # ---------------------------------------------------------------- local copies

@@ -31,11 +31,11 @@ import sys
 import time
 from pathlib import Path
 
-from camp.runtime import config
+from camp.runtime import config, markers
 from camp.runtime.errors import CampError
 
 CONVERTER_VERSION = 1
-MARKER = ".camp-complete"
+MARKER = markers.MARKER
 SUFFIX = "-llama"
 
 _ARCH = "InternLM2ForCausalLM"
@@ -585,15 +585,9 @@ def _fingerprint(src: Path) -> dict:
 
 
 def _is_complete(dst: Path, src: Path, fingerprint: dict) -> bool:
-    try:
-        marker = json.loads((dst / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return (
-        marker.get("converter_version") == CONVERTER_VERSION
-        and marker.get("source_config_sha256") == fingerprint["source_config_sha256"]
-        and marker.get("source_weights") == fingerprint["source_weights"]
-    )
+    return markers.is_complete(dst, "internlm2-llama", converter_version=CONVERTER_VERSION,
+                               source_config_sha256=fingerprint["source_config_sha256"],
+                               source_weights=fingerprint["source_weights"])
 
 
 def _remove_stale(dst: Path) -> None:
@@ -727,12 +721,7 @@ def _write(src: Path, tmp: Path, src_cfg: dict, llama_cfg: dict, fingerprint: di
             and not f.name.endswith(_SKIP_SUFFIXES)
         ):
             shutil.copy2(f, tmp / f.name)
-    marker = {
-        "source": str(src),
-        **fingerprint,
-        "source_architecture": (src_cfg.get("architectures") or [_ARCH])[0],
-        "converter": "camp.models.internlm2",
-        "converter_version": CONVERTER_VERSION,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    (tmp / MARKER).write_text(json.dumps(marker, indent=2))
+    # fingerprint lists are JSON lists: recorded as the marker will read them back
+    markers.mark(tmp, "internlm2-llama", source=str(src), **json.loads(json.dumps(fingerprint)),
+                 source_architecture=(src_cfg.get("architectures") or [_ARCH])[0], converter="camp.models.internlm2",
+                 converter_version=CONVERTER_VERSION)

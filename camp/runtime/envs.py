@@ -239,9 +239,12 @@ def requirement_files(name: str) -> list[Path]:
 
 
 def recipe_hash(name: str, on: str | None = None) -> str:
+    """What the env is built from: the torch line and the requirement lines (comments and blank lines do not count:
+    editing a comment must not rebuild an env)."""
     h = hashlib.sha256(f"{RECIPE_VERSION}|{torch_requirement(name, on)}|".encode())
     for f in requirement_files(name):
-        h.update(f.name.encode() + b"\0" + f.read_bytes())
+        lines = [ln.split(" #", 1)[0].strip() for ln in f.read_text(encoding="utf-8").splitlines()]
+        h.update(f.name.encode() + b"\0" + "\n".join(ln for ln in lines if ln and not ln.startswith("#")).encode())
     return h.hexdigest()[:16]
 
 

@@ -83,6 +83,9 @@ class ServeFace:
             asked = data.get("model")
             if asked in (None, "", self.name, self.folder):
                 data["model"] = self.folder
+                accepted = _accepted(scope.get("path", "").rstrip("/"))
+                for k in set(data) - (accepted or set(data)):  # extras real clients send (Lagent: top_k, …)
+                    del data[k]
                 body = json.dumps(data).encode()
             else:
                 return await self._json(send, 404, {"error": {
@@ -92,6 +95,28 @@ class ServeFace:
         headers.append((b"content-length", str(len(body)).encode()))
         return await self.app(dict(scope, headers=headers), _replay([{"type": "http.request", "body": body}], receive),
                               send)
+
+
+_ACCEPTED: dict[str, set | None] = {}
+
+
+def _accepted(path: str) -> set | None:
+    """The request fields transformers serve accepts on `path`. transformers 5.23 answers 422 "Unexpected fields"
+    to anything else, where LMDeploy ignores what it does not use — clients written for LMDeploy (Lagent's GPTAPI
+    sends top_k and skip_special_tokens) must work here too, so the face drops the rest."""
+    if path not in _ACCEPTED:
+        try:
+            from transformers.cli.serving.chat_completion import ChatCompletionHandler
+            from transformers.cli.serving.completion import CompletionHandler
+            from transformers.cli.serving.response import ResponseHandler
+
+            handler = {"/v1/chat/completions": ChatCompletionHandler, "/v1/completions": CompletionHandler,
+                       "/v1/responses": ResponseHandler}[path]
+            keys = set(getattr(handler._valid_params_class, "__mutable_keys__", ()))
+        except (ImportError, KeyError, AttributeError):
+            keys = set()
+        _ACCEPTED[path] = keys or None  # None: this transformers does not say; keep every field
+    return _ACCEPTED[path]
 
 
 def _replay(messages, receive):
