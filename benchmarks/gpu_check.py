@@ -169,7 +169,7 @@ def plan(steps: list[Step], states: dict[str, dict], remaining: float, scale: st
         if s.name in skip:
             out.append((s, "left out (--skip)"))
             continue
-        blocked = [n for n in s.needs if n not in runs]
+        blocked = [n for n in s.needs if n not in runs and states.get(n, {}).get("status") != "done"]
         if blocked:
             out.append((s, f"needs {', '.join(blocked)}, which does not run"))
             continue
@@ -218,6 +218,10 @@ class Setup:
         self.info[name]["seconds"] = round(now() - t0, 1)
         self.log(f"setup: env {name} {self.info[name]['status']} in {self.info[name]['seconds']} s"
                  + (f" — {self.info[name].get('error')}" if self.info[name]["status"] == "failed" else ""))
+
+    def failed(self, name: str) -> bool:
+        """True once env `name`'s build has ended without a usable env."""
+        return self.built(name) and self.info.get(name, {}).get("status") not in (None, "ready")
 
     def built(self, name: str) -> bool:
         """True once env `name`'s build has ended (ready or failed)."""
@@ -287,8 +291,9 @@ def main_parent(a) -> int:
         return 2
     report = Report(out, a, t0, budget)
     planned = plan(list(STEPS), states, budget - (now() - t0), a.scale, only, skip)
-    env_names = sorted({e for s, why in planned if why is None for e in s.envs})
-    if a.setup_only:  # every env the asked-for steps use, whatever the budget
+    # every env the asked-for steps use, whatever the budget: steps are re-planned as the run goes
+    env_names = sorted({e for s, why in planned if why is None or "budget" in why for e in s.envs})
+    if a.setup_only:
         env_names = sorted({e for s in STEPS if (not only or s.name in only) and s.name not in skip for e in s.envs})
     log(f"{'REHEARSAL (CPU, fake tools) — ' if a.rehearse else ''}budget {budget:.0f} s, scale {a.scale}; "
         f"envs to set up: {', '.join(env_names) or 'none'}")
@@ -307,10 +312,26 @@ def main_parent(a) -> int:
     for s, why in planned:
         if why is not None and states.get(s.name, {}).get("status") != "done":
             states[s.name] = {**states.get(s.name, {}), "name": s.name, "status": "skipped", "why": why}
-    pending = [s for s, why in planned if why is None]
-    while pending:
+    attempted: set[str] = set()
+    while True:
+        # re-planned before every step: a step whose env could not be built, or that ended early, frees its share of
+        # the budget for steps first left out for time (the 7B shape on a machine where the tools cannot install)
+        for st in STEPS:
+            asked = (not only or st.name in only) and st.name not in skip
+            if asked and st.name not in attempted and st.envs and any(setup.failed(e) for e in st.envs) and \
+                    states.get(st.name, {}).get("status") != "done":
+                attempted.add(st.name)
+                states[st.name] = {"name": st.name, "status": "skipped", "why": setup.wait(st.envs, 0)}
+        now_planned = plan([st for st in STEPS if st.name not in attempted], states, budget - (now() - t0),
+                           a.scale, only, skip)
+        for st, why in now_planned:
+            if why is not None and states.get(st.name, {}).get("status") != "done":
+                states[st.name] = {"name": st.name, "status": "skipped", "why": why}
+        pending = [st for st, why in now_planned if why is None]
+        if not pending:
+            break
         s = next_step(pending, setup)
-        pending.remove(s)
+        attempted.add(s.name)
         left = budget - (now() - t0) - RESERVE_S
         if left < min(estimate(s, a.scale), 5):
             states[s.name] = {"name": s.name, "status": "skipped",

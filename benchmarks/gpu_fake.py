@@ -265,7 +265,11 @@ def opencompass(args: list[str]) -> int:
 def pip(argv: list[str]) -> int:
     """`ENV/bin/python -m pip install [--no-deps] [REQ…] [-r FILE…]`: each requirement becomes an empty importable
     package with its dist-info in the env (so camp's smoke import and version query run), nothing is downloaded."""
-    site = next(Path(argv[0]).absolute().parent.parent.glob("lib/python*/site-packages"))  # not resolve(): a symlink
+    env = Path(argv[0]).absolute().parent.parent  # not resolve(): the venv's python is a symlink
+    if env.name in (os.environ.get("CAMP_GPU_FAKE_PIP_FAIL") or "").split(","):  # a machine without the wheels
+        print(f"ERROR: No matching distribution found for {env.name}", flush=True)
+        return 1
+    site = next(env.glob("lib/python*/site-packages"))
     args = argv[argv.index("install") + 1:]
     reqs: list[str] = []
     i = 0
