@@ -24,7 +24,9 @@ Every figure comes from a random-weight checkpoint: "random weights — shapes o
 
 Budget and resume. `--budget-s` covers everything from the start, setup included. Each measurement runs in a child
 process (`--child STEP`) with a deadline: a step that overruns is killed (its servers die with it) and recorded as
-"cut"; nothing after the budget starts. Each step's state is a JSON file in `<out>/state/` (`--state-dir`), written
+"cut"; nothing after the budget starts. The plan is redone before every step, so the time of a step that
+cannot run (its tool env could not be built) or that ended early goes to steps first left out; while the envs are
+being built, steps that need none run first. Each step's state is a JSON file in `<out>/state/` (`--state-dir`), written
 as it goes (a bench writes its rows level by level); a rerun with the same folder skips what is done and retries
 what failed or was cut (`--resume-from results.json` takes the states of an earlier machine's run). `results.json`
 and `results.md` (the table) are rewritten after every step, so a cut-off run still leaves its table.
