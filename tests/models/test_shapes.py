@@ -68,6 +68,7 @@ def built(tmp_path_factory):
         mp.undo()
 
 
+@pytest.mark.integration  # builds a checkpoint; the xtuner env supplies the remote code
 def test_the_build_is_marked_and_normalised(built, monkeypatch):
     src, llama, _ = built
     monkeypatch.setenv("CAMP_HOME", str(src.parent.parent))
@@ -89,6 +90,7 @@ def test_the_build_is_marked_and_normalised(built, monkeypatch):
     assert (other / "x.txt").read_text() == "keep"
 
 
+@pytest.mark.integration  # builds a checkpoint; the xtuner env supplies the remote code
 def test_tokenizer_has_the_real_id_space(built):
     from transformers import AutoTokenizer
 
@@ -102,6 +104,7 @@ def test_tokenizer_has_the_real_id_space(built):
     assert tok.decode([50000]).startswith("<shape")  # every id the model can emit decodes
 
 
+@pytest.mark.integration  # builds a checkpoint; the xtuner env supplies the remote code
 def test_both_folders_load_and_generate_without_stopping(built):
     """The InternLM2 folder through its remote code (xtuner env, transformers 4.48) and the Llama folder (core env,
     transformers 5) give the same first greedy tokens, and never emit a stop token (its head rows are zero)."""
@@ -129,6 +132,7 @@ def test_both_folders_load_and_generate_without_stopping(built):
     assert new[:6] == remote
 
 
+@pytest.mark.integration  # builds a checkpoint; the xtuner env supplies the remote code
 def test_without_remote_code_the_build_still_normalises(built, tmp_path, monkeypatch):
     """code="none" (a GPU machine with neither XTuner nor its wheel): no .py files and no auto_map, the same weights
     and the same normalised folder."""
