@@ -116,7 +116,10 @@ def xtuner_python() -> Path:
 
 @pytest.fixture(scope="module")
 def xtuner_code() -> Path:
-    """XTuner's InternLM2 modelling code, from the xtuner env `make test` builds."""
+    """XTuner's InternLM2 modelling code: $CAMP_INTERNLM2_CODE when set (a folder or an xtuner wheel), else the xtuner
+    env `make test` builds."""
+    if os.environ.get("CAMP_INTERNLM2_CODE"):
+        return Path(os.environ["CAMP_INTERNLM2_CODE"])
     py = xtuner_python()
     r = subprocess.run([str(py), "-c", "import importlib.util as u; print(u.find_spec('xtuner').submodule_search_"
                         "locations[0])"], capture_output=True, text=True, check=True)
