@@ -54,23 +54,25 @@ def xtuner_python() -> Path:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
+    """The ci-scale build; the remote code from $CAMP_INTERNLM2_CODE when set, else from the xtuner env."""
     home = tmp_path_factory.mktemp("shapes")
-    py = xtuner_python()
-    r = subprocess.run([str(py), "-c", "import importlib.util as u; print(u.find_spec('xtuner').submodule_search_"
-                        "locations[0])"], capture_output=True, text=True, check=True)
-    code = f"{r.stdout.strip()}/_lite/modelings/internlm2"
+    code = os.environ.get("CAMP_INTERNLM2_CODE")
+    if not code:
+        r = subprocess.run([str(xtuner_python()), "-c", "import importlib.util as u; print(u.find_spec('xtuner')"
+                            ".submodule_search_locations[0])"], capture_output=True, text=True, check=True)
+        code = f"{r.stdout.strip()}/_lite/modelings/internlm2"
     mp = pytest.MonkeyPatch()
     mp.setenv("CAMP_HOME", str(home))
     try:
         llama = shapes.prepare("internlm2_5-1_8b-chat", scale="ci", code=code, show=False)
-        yield shapes.default_dir("internlm2_5-1_8b-chat", "ci"), llama, py
+        yield shapes.default_dir("internlm2_5-1_8b-chat", "ci"), llama
     finally:
         mp.undo()
 
 
 @pytest.mark.integration  # builds a checkpoint; the xtuner env supplies the remote code
 def test_the_build_is_marked_and_normalised(built, monkeypatch):
-    src, llama, _ = built
+    src, llama = built
     monkeypatch.setenv("CAMP_HOME", str(src.parent.parent))
     assert shapes.is_complete(src, "internlm2_5-1_8b-chat", "ci")
     marker = markers.read(src)
@@ -94,7 +96,7 @@ def test_the_build_is_marked_and_normalised(built, monkeypatch):
 def test_tokenizer_has_the_real_id_space(built):
     from transformers import AutoTokenizer
 
-    _, llama, _ = built
+    _, llama = built
     tok = AutoTokenizer.from_pretrained(llama)
     assert len(tok) == 92544
     assert tok.convert_tokens_to_ids(["<unk>", "<s>", "</s>", "<|im_end|>", "<|im_start|>"]) == [0, 1, 2, 92542, 92543]
@@ -111,7 +113,8 @@ def test_both_folders_load_and_generate_without_stopping(built):
     import torch
     from transformers import AutoModelForCausalLM
 
-    src, llama, xtuner_py = built
+    src, llama = built
+    xtuner_py = xtuner_python()
     prompt = [1, 92543, 300, 400, 92542, 92543]
     script = ("import sys, json, torch; from transformers import AutoModelForCausalLM as M; "
               "m = M.from_pretrained(sys.argv[1], trust_remote_code=True, torch_dtype=torch.float32); "
@@ -136,7 +139,7 @@ def test_both_folders_load_and_generate_without_stopping(built):
 def test_without_remote_code_the_build_still_normalises(built, tmp_path, monkeypatch):
     """code="none" (a GPU machine with neither XTuner nor its wheel): no .py files and no auto_map, the same weights
     and the same normalised folder."""
-    src, llama, _ = built
+    src, llama = built
     monkeypatch.setenv("CAMP_HOME", str(tmp_path))
     out = shapes.build("internlm2_5-1_8b-chat", scale="ci", code="none", show=False)
     assert not list(out.glob("*.py")) and "auto_map" not in json.loads((out / "config.json").read_text())
