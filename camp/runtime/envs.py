@@ -105,11 +105,29 @@ def torch_requirement(name: str, on: str | None = None) -> list[str]:
     line = s.torch_cuda if on == "cuda" else s.torch_cpu
     if line is None:
         raise CampError(f"environment {name!r} cannot be built on a {on} machine")
+    if system_torch() and on == "cuda":
+        return []  # the machine's own CUDA torch, seen through a .pth file (see system_torch)
     args = [line]
     index = os.environ.get("CAMP_TORCH_INDEX")
     if index:
         args += ["--extra-index-url", index]
     return args
+
+
+def system_torch() -> bool:
+    """CAMP_TORCH=system: GPU images ship a CUDA torch that matches their driver; envs then see this python's
+    packages (below their own pins) and install no torch line of their own (a multi-GB download saved, and the only
+    way on a machine without a package index). benchmarks/gpu_check.sh sets it when python3 has a CUDA torch."""
+    return os.environ.get("CAMP_TORCH", "").strip().lower() == "system"
+
+
+def _see_machine_packages(prefix: Path) -> None:
+    """A .pth file that appends this python's package folders to the new venv's path (after the venv's own, so its
+    pins win). Not --system-site-packages: GPU images often keep torch in a venv of their own, which that flag does
+    not reach."""
+    dirs = [d for d in sys.path if Path(d).name in ("site-packages", "dist-packages") and Path(d).is_dir()]
+    for sp in (prefix / "lib").glob("python*/site-packages"):
+        (sp / "camp-machine-packages.pth").write_text("".join(f"{d}\n" for d in dirs))
 
 
 # ---------------------------------------------------------------- where envs are
@@ -401,6 +419,8 @@ class EnvStage(Stage):
         r = subprocess.run([sys.executable, "-m", "venv", str(prefix)], capture_output=True, text=True)
         if r.returncode != 0:
             raise CampError(f"could not create a venv at {prefix}: {r.stderr.strip() or r.stdout.strip()}")
+        if system_torch() and self.on == "cuda":
+            _see_machine_packages(prefix)
         return None
 
     def steps(self, run_dir: Path):

@@ -66,6 +66,7 @@ class LogParser:
         self.events: list[tuple] = []  # ("loss", iter, loss) | ("sample", iter, question, answer)
         self.resumed_from: list[int] = []
         self.checkpoints: list[int] = []
+        self.peak_memory_mib: float | None = None  # the largest `memory:` (torch max allocated, MiB) logged
         self.traceback = False
         self.error: str | None = None
         self._sample: list[str] | None = None
@@ -103,6 +104,9 @@ class LogParser:
                     self.metrics[k] = float(v) if k != "eta" else v
                 except ValueError:
                     self.metrics[k] = v
+            mem = self.metrics.get("memory")
+            if isinstance(mem, float) and "memory:" in it.group(3):
+                self.peak_memory_mib = max(self.peak_memory_mib or 0.0, mem)
             if isinstance(self.metrics.get("loss"), float):
                 self.losses[self.iter] = self.metrics["loss"]
                 self.events.append(("loss", self.iter, self.metrics["loss"]))

@@ -42,6 +42,47 @@ class _InternVLStub(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 sys.meta_path.insert(0, _InternVLStub())
 
 
+def _record_cuda_peak(path):
+    """CAMP_CUDA_PEAK_FILE (set by benchmarks/gpu_check.py only): write the process's peak CUDA memory there at exit.
+    mmengine resets torch's peak counter every time it logs `memory:`, so the peak is kept across resets here."""
+    import atexit
+    import json
+
+    import torch
+
+    peak = {"allocated": 0, "reserved": 0}
+    reset = torch.cuda.reset_peak_memory_stats
+
+    def take():
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            peak["allocated"] = max(peak["allocated"], torch.cuda.max_memory_allocated())
+            peak["reserved"] = max(peak["reserved"], torch.cuda.max_memory_reserved())
+
+    def reset_keeping_peak(*args, **kwargs):
+        take()
+        return reset(*args, **kwargs)
+
+    def write():
+        take()
+        if not peak["allocated"]:
+            return  # a process that used no GPU (xtuner convert on the CPU) leaves the training's reading alone
+        try:
+            with open(path) as f:
+                before = json.load(f)
+        except (OSError, ValueError):
+            before = {}
+        mib = {"max_allocated_mib": peak["allocated"] / 2**20, "max_reserved_mib": peak["reserved"] / 2**20}
+        with open(path, "w") as f:
+            json.dump({k: max(v, before.get(k, 0)) for k, v in mib.items()}, f)
+
+    torch.cuda.reset_peak_memory_stats = reset_keeping_peak
+    atexit.register(write)
+
+
+if os.environ.get("CAMP_CUDA_PEAK_FILE"):
+    _record_cuda_peak(os.environ["CAMP_CUDA_PEAK_FILE"])
+
+
 def _chain():
     # This file shadows any other sitecustomize (Debian's, a conda env's): run that one too.
     here = os.path.dirname(os.path.abspath(__file__))
