@@ -39,6 +39,9 @@ CHAIN: tuple[Link, ...] = (
          ("serve", "quantize", "bench"), ("camp.serve", "camp.quantize", "camp.bench"), "LMDeploy", "lmdeploy"),
     Link("agents", "Lagent ReAct agents: tools, a custom tool, the sandbox, agent fine-tuning", "camp.agents",
          "05_agents_lagent", ("agent",), ("camp.agent", "camp.tool"), "Lagent"),
+    Link("rag", "RAG knowledge-base assistant: documents, embeddings, hybrid retrieval, grounded answers, "
+         "LlamaIndex and HuixiangDou", "camp.rag", "08_rag", ("rag",), ("camp.rag.build", "camp.rag.serve"),
+         "LlamaIndex, HuixiangDou", "llamaindex"),
 )
 
 
