@@ -12,6 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+# this file's folder (camp/rag) holds huixiangdou.py and llamaindex.py: off the path, or they shadow the tools
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 
 async def _pipeline(assistant, question):
     sess = None

@@ -12,6 +12,9 @@ import shutil
 import sys
 from pathlib import Path
 
+# this file's folder (camp/rag) holds huixiangdou.py and llamaindex.py: off the path, or they shadow the tools
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 
 def main(out: str) -> int:
     import contextlib

@@ -14,6 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+# this file's folder (camp/rag) holds huixiangdou.py and llamaindex.py: off the path, or they shadow the tools
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 
 def main(job_path: str) -> int:
     job = json.loads(Path(job_path).read_text(encoding="utf-8"))

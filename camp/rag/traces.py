@@ -278,6 +278,24 @@ LESSON = {
 }
 
 
+TRACES_VERSION = 1  # bump when rag_traces() changes what it generates
+
+
+def lesson_run_dir(model="auto", settings: dict | None = None, profile=None) -> Path:
+    """The run folder of the lesson's RAG fine-tune of `model` with `settings`: named by a hash of the base model
+    (its folder and completion marker: a rebuilt tiny model gets a new folder), the settings and the traces' version.
+    camp.finetune returns a finished run found there without training again — lesson 08 and its test share it."""
+    from camp.models import hub
+    from camp.runtime import config
+
+    settings = settings or lesson_settings(profile)
+    base = Path(hub.resolve(model, profile=profile)).resolve()
+    marker = base / ".camp-complete"
+    ident = json.dumps({"base": str(base), "marker": marker.read_text() if marker.exists() else "",
+                        "settings": settings, "traces": TRACES_VERSION}, sort_keys=True)
+    return config.runs_dir() / f"rag-lesson-{hashlib.sha256(ident.encode()).hexdigest()[:12]}"
+
+
 def dump(records: list[dict], path) -> Path:
     path = Path(path)
     with open(path, "w", encoding="utf-8") as f:
