@@ -35,13 +35,6 @@ _PREFIX_ZH = ["星河", "青松", "远航", "墨竹", "云帆", "飞鸿", "晨�
               "银杏", "海棠", "紫薇", "长风", "明月", "清泉", "春雷"]
 _PREFIX_EN = ["Orion", "Falcon", "Aurora", "Cedar", "Nimbus", "Vega", "Lynx", "Atlas", "Comet", "Willow", "Maple",
               "Quartz", "Harbor", "Summit", "Ember", "Delta", "Nova", "Pioneer", "Zephyr", "Beacon"]
-_SURNAMES = ["林", "王", "张", "李", "陈", "周", "吴", "郑", "孙", "马", "朱", "胡", "郭", "何", "高", "罗"]
-_GIVEN = ["秋", "明", "华", "婷", "强", "磊", "静", "敏", "洋", "勇", "艳", "杰", "涛", "超", "霞", "平", "刚", "丽"]
-_FIRST_EN = ["Alice", "Bruno", "Chloe", "David", "Elena", "Felix", "Grace", "Henry", "Irene", "Jonas", "Karen", "Leo",
-             "Maria", "Nathan", "Olivia", "Peter"]
-_CITIES = [("北京", "Beijing"), ("上海", "Shanghai"), ("杭州", "Hangzhou"), ("深圳", "Shenzhen"), ("合肥", "Hefei"),
-           ("南京", "Nanjing"), ("成都", "Chengdu"), ("武汉", "Wuhan"), ("西安", "Xi'an"), ("广州", "Guangzhou"),
-           ("苏州", "Suzhou"), ("天津", "Tianjin")]
 _LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
 
 
@@ -54,26 +47,15 @@ def _version(r, lang):
 
 
 def _memory(r, lang):
-    return f"{r.choice([4, 6, 8, 12, 16, 20, 24, 32, 40, 48, 64, 80])} GB"
+    return f"{r.randint(2, 96)} GB"
 
 
 def _code(r, lang):
     return "".join(r.choice(_LETTERS) for _ in range(2)) + "-" + str(r.randint(1000, 9999))
 
 
-def _owner(r, lang):
-    if lang == "zh":
-        return r.choice(_SURNAMES) + "".join(r.choice(_GIVEN) for _ in range(r.choice([1, 2])))
-    return r.choice(_FIRST_EN)
-
-
-def _city(r, lang):
-    zh, en = r.choice(_CITIES)
-    return zh if lang == "zh" else en
-
-
 def _year(r, lang):
-    return str(r.randint(2025, 2031))
+    return str(r.randint(2025, 2069))
 
 
 # attribute: (value maker, {lang: (passage sentence, [question templates])})
@@ -90,11 +72,6 @@ ATTRIBUTES = {
     "code": (_code, {"zh": ("{e} 的工单编号是 {v}。", ["{e} 的工单编号是什么？", "{e} 的工单号是多少？"]),
                      "en": ("The ticket number of {e} is {v}.", ["What is the ticket number of {e}?",
                                                                  "Which ticket number does {e} have?"])}),
-    "owner": (_owner, {"zh": ("{e} 的负责人是{v}。", ["{e} 的负责人是谁？", "谁负责 {e}？"]),
-                       "en": ("The owner of {e} is {v}.", ["Who is the owner of {e}?", "Who owns {e}?"])}),
-    "city": (_city, {"zh": ("{e} 部署在{v}机房。", ["{e} 部署在哪个城市的机房？", "{e} 的机房在哪里？"]),
-                     "en": ("{e} runs in the {v} data centre.", ["Which city's data centre does {e} run in?",
-                                                                 "Where does {e} run?"])}),
     "year": (_year, {"zh": ("{e} 计划在 {v} 年上线。", ["{e} 计划哪一年上线？", "{e} 哪年上线？"]),
                      "en": ("{e} goes live in {v}.", ["In which year does {e} go live?",
                                                       "When does {e} go live?"])}),

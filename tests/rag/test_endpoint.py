@@ -59,7 +59,8 @@ def test_rag_endpoint_answers_through_the_openai_sdk(kb, tiny_endpoint):
         pieces = [c.choices[0].delta.content or "" for c in client.chat.completions.create(
             model=ep.model, messages=q, max_tokens=32, stream=True) if c.choices]
         assert "fog_harbour.md:" in "".join(pieces)
-        assert ep.chat("雾港实验室的推理服务器叫什么？", max_tokens=16).splitlines()[-1].count("fog_harbour.md") == 1
+        last = ep.chat("雾港实验室的推理服务器叫什么？", max_tokens=16).splitlines()[-1]
+        assert last.split(": ", 1)[1].startswith("fog_harbour.md:")  # the best passage's source comes first
         bad = client.with_options(max_retries=0)
         with pytest.raises(openai.BadRequestError):
             bad.chat.completions.create(model=ep.model, messages=[{"role": "system", "content": "x"}])
@@ -72,6 +73,6 @@ def test_course_search_tool_uses_the_rag_retriever():
     from camp.agents import tools
 
     search = tools.course_search()
-    out = search(json.dumps({"query": "显存不够时调小哪个参数？"})).format_result()
+    out = search(json.dumps({"query": "LMDeploy 显存紧张时调小哪个参数？"})).format_result()
     assert out.startswith("[05_lmdeploy.md:") and "cache-max-entry-count" in out
     assert search.kb.name == "course"
