@@ -80,8 +80,13 @@ def main() -> int:
     kb_name = f"probe-{uuid.uuid4().hex[:6]}"
     try:
         t0 = time.time()
+        settings = {"traces": a.n, "method": a.method, "lr": a.lr, "max_iters": a.iters, "k": a.k}
+        lesson = settings == traces.lesson_settings("cpu-tiny") and a.seed == 0
+        # the lesson's own settings train into the lesson's run folder: notebook 08 and its test then reuse it
+        run_dir = traces.lesson_run_dir(a.model, settings, "cpu-tiny") if lesson else tmp / "run"
+        print(f"run folder: {run_dir}", flush=True)
         r = finetune(a.model, traces.for_training(recs), name=name, profile="cpu-tiny", method=a.method, lr=a.lr,
-                     max_iters=a.iters, run_dir=tmp / "run", show=False,
+                     max_iters=a.iters, run_dir=run_dir, show=False,
                      evaluation_inputs=[recs[0]["messages"][1]["content"]])
         t_train = time.time() - t0
         cards = traces.heldout_cards(a.cards, seed=a.seed)

@@ -35,7 +35,6 @@ _PREFIX_ZH = ["星河", "青松", "远航", "墨竹", "云帆", "飞鸿", "晨�
               "银杏", "海棠", "紫薇", "长风", "明月", "清泉", "春雷"]
 _PREFIX_EN = ["Orion", "Falcon", "Aurora", "Cedar", "Nimbus", "Vega", "Lynx", "Atlas", "Comet", "Willow", "Maple",
               "Quartz", "Harbor", "Summit", "Ember", "Delta", "Nova", "Pioneer", "Zephyr", "Beacon"]
-_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
 
 
 def _port(r, lang):
@@ -51,7 +50,7 @@ def _memory(r, lang):
 
 
 def _code(r, lang):
-    return "".join(r.choice(_LETTERS) for _ in range(2)) + "-" + str(r.randint(1000, 9999))
+    return f"{r.randint(100, 999)}-{r.randint(1000, 9999)}"
 
 
 def _year(r, lang):
@@ -250,7 +249,7 @@ def lesson_settings(profile=None) -> dict:
 
 # Measured on the tiny model (benchmarks/rag_finetune_probe.py): see that script's docstring for the numbers.
 LESSON = {
-    "cpu": {"traces": 3000, "method": "full", "lr": 2e-3, "max_iters": 800, "k": 3},
+    "cpu": {"traces": 4000, "method": "full", "lr": 2e-3, "max_iters": 2000, "k": 1},
     "cuda": {"traces": 1000, "method": "auto", "lr": 2e-4, "max_iters": 300, "k": 3},
 }
 

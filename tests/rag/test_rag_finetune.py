@@ -21,7 +21,7 @@ CARDS = 10  # 20 questions
 @pytest.fixture(scope="module")
 def tuned_endpoint():
     s = traces.lesson_settings("cpu-tiny")
-    recs = traces.rag_traces(s["traces"], k=s["k"])
+    recs = traces.rag_traces(s["traces"], k=s["k"])  # the lesson's traces: the run folder is shared with it
     name = f"test-rag-{uuid.uuid4().hex[:6]}"
     r = training.finetune("tiny", traces.for_training(recs), name=name, profile="cpu-tiny", method=s["method"],
                           lr=s["lr"], max_iters=s["max_iters"], show=False,
@@ -53,7 +53,8 @@ def test_rag_tuned_tiny_answers_heldout_questions_from_retrieved_passages(tuned_
     def ask(messages):
         return tuned_endpoint.chat(messages, max_tokens=24, temperature=0)
 
-    with_r = traces.answer_table(qs, ask, retrieve=lambda q, k: kb.search(q, k), k=3)
+    k = traces.lesson_settings("cpu-tiny")["k"]
+    with_r = traces.answer_table(qs, ask, retrieve=lambda q, k: kb.search(q, k), k=k)
     without = traces.answer_table(qs, ask)
     print(with_r.to_string())
     print(without.to_string())
@@ -66,7 +67,7 @@ def test_the_answer_comes_from_the_passage(tuned_endpoint, handbook_kb):
     kb, qs = handbook_kb
     followed = 0
     for q in qs[:6]:
-        hits = kb.search(q["question"], 3)
+        hits = kb.search(q["question"], traces.lesson_settings("cpu-tiny")["k"])
         fake = "424242" if q["answer"].isdigit() else "ZZ-9999"
         passages = [h.text.replace(q["answer"], fake) for h in hits]
         reply = tuned_endpoint.chat(traces.prompt_messages(q["question"], passages), max_tokens=24, temperature=0)
