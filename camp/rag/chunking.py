@@ -36,6 +36,7 @@ class Chunk:
     end: int
     page: int | None = None
     section: str = ""
+    title: str = ""  # the document's first heading: what the whole file is about
 
     @property
     def where(self) -> str:
@@ -165,6 +166,7 @@ def chunk_lines(lines: Iterable[Line], *, source: str, size: int = DEFAULT_SIZE)
         raise CampError(f"chunk size must be a whole number of characters ≥ {MIN_SIZE}, not {size!r}")
     cur: Chunk | None = None
     heading: tuple[str, int] | None = None  # a heading waiting for its first passage
+    title = ""
 
     def emit():
         nonlocal cur
@@ -176,6 +178,7 @@ def chunk_lines(lines: Iterable[Line], *, source: str, size: int = DEFAULT_SIZE)
             if cur:
                 yield emit()
             heading = (para[0].text.strip().lstrip("#").strip(), para[0].line)
+            title = title or section
             continue
         for text, first, last in _pieces(para, size):
             page = para[0].page
@@ -184,14 +187,14 @@ def chunk_lines(lines: Iterable[Line], *, source: str, size: int = DEFAULT_SIZE)
             if cur is None:
                 if heading:
                     text_h = f"{heading[0]}\n{text}"
-                    cur = Chunk(text_h, source, heading[1], last, page, section)
+                    cur = Chunk(text_h, source, heading[1], last, page, section, title)
                     heading = None
                 else:
-                    cur = Chunk(text, source, first, last, page, section)
+                    cur = Chunk(text, source, first, last, page, section, title)
             else:
                 cur.text += "\n" + text
                 cur.end = last
     if cur:
         yield emit()
     if heading:  # a heading with nothing under it still says something
-        yield Chunk(heading[0], source, heading[1], heading[1], None, heading[0])
+        yield Chunk(heading[0], source, heading[1], heading[1], None, heading[0], title)

@@ -406,10 +406,8 @@ def _build(name, kept: list[Path], sources, *, roots: dict, embedding, chunk_siz
     for f, sha in todo:
         start = len(fresh)
         try:
-            title = None
             for c in chunking.chunk_lines(documents.lines(f), source=names[f], size=chunk_size):
-                title = c.section if title is None else title  # the first heading names the document
-                fresh.append({**c.to_dict(), "path": str(f), "title": title or ""})
+                fresh.append({**c.to_dict(), "path": str(f)})
         except CampError as exc:  # a file that turned out unreadable half-way (a broken PDF page)
             del fresh[start:]
             skipped.append(documents.Skipped(f, str(exc).split(": ", 1)[-1]))
