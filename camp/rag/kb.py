@@ -243,13 +243,18 @@ class KnowledgeBase:
                             f"or rebuild it: camp rag build … --name {self.name} --rebuild")
         return emb
 
-    def rankings(self, query: str, depth: int, embedding=None) -> dict[str, list[tuple[int, float]]]:
-        """Each retriever's ranking [(passage id, score)] for `query`, `depth` deep."""
+    def rankings(self, query: str, depth: int, embedding=None, modes=("dense", "bm25")
+                 ) -> dict[str, list[tuple[int, float]]]:
+        """The rankings [(passage id, score)] of the retrievers in `modes` for `query`, `depth` deep."""
         if not isinstance(query, str) or not query.strip():
             raise CampError("the query is empty — ask a question or give some keywords")
         dense, bm25 = self._indexes()
-        qvec = self._embedder(embedding).encode([query])[0]
-        return {"dense": dense.search(qvec, depth), "bm25": bm25.search(ix.tokenize(query), depth)}
+        out = {}
+        if "dense" in modes:
+            out["dense"] = dense.search(self._embedder(embedding).encode([query])[0], depth)
+        if "bm25" in modes:
+            out["bm25"] = bm25.search(ix.tokenize(query), depth)
+        return out
 
     def search(self, query: str, k: int = DEFAULT_K, *, mode: str = "hybrid", embedding=None) -> Hits:
         """The k best passages for `query`: mode "hybrid" (default), "dense" or "bm25"."""
@@ -257,9 +262,11 @@ class KnowledgeBase:
         if not isinstance(k, int) or k < 1:
             raise CampError(f"k must be a whole number ≥ 1, not {k!r}")
         depth = max(4 * k, ix.HYBRID_DEPTH)
-        ranks = self.rankings(query, depth, embedding)
+        if embedding is not None or mode != "bm25":
+            self._embedder(embedding)  # a query embedded with another model is refused whatever the mode
+        ranks = self.rankings(query, depth, embedding, ("dense", "bm25") if mode == "hybrid" else (mode,))
         ranked = ix.fuse([ranks["dense"], ranks["bm25"]], k) if mode == "hybrid" else ranks[mode][:k]
-        positions = {m: {i: r for r, (i, _) in enumerate(ranks[m], 1)} for m in ("dense", "bm25")}
+        positions = {m: {i: r for r, (i, _) in enumerate(ranks[m], 1)} for m in ranks}
         out = [self.passage(i, s, r, {m: positions[m][i] for m in positions if i in positions[m]})
                for r, (i, s) in enumerate(ranked, 1)]
         return Hits(out, query=query, mode=mode)
