@@ -17,6 +17,8 @@ setup:
 tool-envs: setup
 	$(CAMP) env create xtuner
 	$(CAMP) env create opencompass
+	$(CAMP) env create llamaindex
+	$(CAMP) env create huixiangdou
 
 # Model-written code (agents' Python tool) runs inside bubblewrap, a Debian package: installed when missing.
 sandbox-deps:

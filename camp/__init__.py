@@ -40,6 +40,7 @@ _LAZY = {
     "conversation": "camp.conversation:",
     "agents": "camp.agents:",
     "homework": "camp.homework:",
+    "rag": "camp.rag:",
     "runtime": "camp.runtime:",
     # modules under their earlier short names (lessons and students' code use them)
     "envs": "camp.runtime.envs:",

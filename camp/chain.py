@@ -44,6 +44,9 @@ CHAIN: tuple[Link, ...] = (
          ("camp.serve", "camp.quantize", "camp.bench"), "LMDeploy", "lmdeploy"),
     Link("agents", "the ReAct loop; Lagent agents: tools, a custom tool, the sandbox, agent fine-tuning",
          "camp.agents", "06_agents_lagent", ("agent",), ("camp.agent", "camp.tool"), "Lagent"),
+    Link("rag", "RAG knowledge-base assistant: documents, embeddings, hybrid retrieval, grounded answers, "
+         "LlamaIndex and HuixiangDou", "camp.rag", "08_rag", ("rag",), ("camp.rag.build", "camp.rag.serve"),
+         "LlamaIndex, HuixiangDou", "llamaindex"),
     Link("homework", "homework on nbgrader: release, submit, collect, sandboxed grading, feedback, gradebook",
          "camp.homework", None, ("homework",),
          ("camp.homework.release", "camp.homework.submit", "camp.homework.collect", "camp.homework.grade",

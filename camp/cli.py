@@ -202,6 +202,40 @@ def _agent(sub) -> None:
     ag.set_defaults(func=_handler("camp.agents.react:cli_agent"))
 
 
+def _rag(sub) -> None:
+    r = sub.add_parser("rag", help="knowledge bases: build from documents, search with sources, ask, serve")
+    rsub = r.add_subparsers(dest="rag_command", metavar="ACTION", required=True)
+    rb = rsub.add_parser("build", help="load, chunk, embed (offline) and index documents; updates incrementally")
+    rb.add_argument("sources", nargs="+", help="folders or files (.md .txt .html .pdf)")
+    rb.add_argument("--name", default="default", help="the knowledge base's name (default: default)")
+    rb.add_argument("--chunk-size", type=int, default=None, help="characters per passage (default 300)")
+    rb.add_argument("--rebuild", action="store_true", help="embed everything again (another chunk size)")
+    rb.set_defaults(func=_handler("camp.rag.cli:cli_build"))
+    rs = rsub.add_parser("search", help="the best passages for a query, with file, lines and scores")
+    rs.add_argument("query", nargs="+")
+    rs.add_argument("--name", default="default")
+    rs.add_argument("-k", type=int, default=3)
+    rs.add_argument("--mode", default="hybrid", choices=["hybrid", "dense", "bm25"])
+    rs.add_argument("--json", action="store_true")
+    rs.set_defaults(func=_handler("camp.rag.cli:cli_search"))
+    ra = rsub.add_parser("ask", help="answer from the retrieved passages with a model, and cite them")
+    ra.add_argument("question", nargs="+")
+    ra.add_argument("--name", default="default")
+    ra.add_argument("--model", required=True, help="endpoint URL http://…/v1[#model] or a model name to serve")
+    ra.add_argument("-k", type=int, default=3)
+    ra.add_argument("--mode", default="hybrid", choices=["hybrid", "dense", "bm25"])
+    ra.add_argument("--json", action="store_true")
+    ra.set_defaults(func=_handler("camp.rag.cli:cli_ask"))
+    rv = rsub.add_parser("serve", help="serve a knowledge base as an OpenAI-compatible endpoint in front of a model")
+    rv.add_argument("--name", default="default")
+    rv.add_argument("--model", required=True, help="endpoint URL http://…/v1[#model] or a model name to serve")
+    rv.add_argument("--port", type=int, default=None, help="default: a free port from 8600")
+    rv.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1: only this machine)")
+    rv.add_argument("--api-key", default=None, help="require this key from clients")
+    rv.add_argument("-k", type=int, default=3)
+    rv.set_defaults(func=_handler("camp.rag.cli:cli_serve"))
+
+
 def _tiny(sub) -> None:
     t = sub.add_parser("tiny", help="build the embedded tiny model (same as `camp download tiny`)")
     t.add_argument("--force", action="store_true")
@@ -270,6 +304,7 @@ ROUTES = {
     "quantize": _quantize,
     "bench": _bench,
     "agent": _agent,
+    "rag": _rag,
     "tiny": _tiny,
     "homework": _homework,
 }

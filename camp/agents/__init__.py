@@ -3,7 +3,6 @@
 
 from camp.agents.react import Agent, AgentReply, Step, agent, format_step, print_steps
 from camp.agents.tools import (
-           CorpusIndex,
            calculator,
            call,
            course_search,
@@ -14,5 +13,5 @@ from camp.agents.tools import (
            tool,
 )
 
-__all__ = ["Agent", "AgentReply", "Step", "agent", "format_step", "print_steps", "CorpusIndex", "calculator", "call",
+__all__ = ["Agent", "AgentReply", "Step", "agent", "format_step", "print_steps", "calculator", "call",
            "course_search", "default_tools", "format_number", "python", "safe_eval", "tool"]

@@ -10,8 +10,8 @@ Thought / Action / Observation reaches the caller as it happens, and replaces La
 unknown tools and badly formatted replies with ones that say what went wrong.
 
 `tool(fn)` turns a typed function with a Google-style docstring into a Lagent action. Built-in tools:
-`calculator()` (an ast-based arithmetic evaluator: no names, no attributes, no calls), `course_search()` (BM25
-over assets/corpus/*.md) and `python()` (model-written code through camp.sandbox.run_python).
+`calculator()` (an ast-based arithmetic evaluator: no names, no attributes, no calls), `course_search()` (camp.rag's
+hybrid retriever over assets/corpus/*.md) and `python()` (model-written code through camp.sandbox.run_python).
 
 Lagent is imported only when an agent or tool is built: `import camp.agents` stays cheap.
 """

