@@ -52,7 +52,7 @@ def evaluate(model_dir, test, *, show: int = 3) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from camp.agents import traces as D
-    from camp.agents.react import format_number, safe_eval
+    from camp.agents.tools import format_number, safe_eval
 
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(str(model_dir))

@@ -65,6 +65,7 @@ def main(argv=None) -> int:
 
     import camp
     from camp import evaluation as ev
+    from camp.evaluation import opencompass as oc
     from camp.runtime import envs
 
     python = str(envs.python("opencompass"))
@@ -79,9 +80,9 @@ def main(argv=None) -> int:
     # the same environment the camp Job gives OpenCompass
     specs_m = ev.resolve_models([args.model])
     specs_d = ev.resolve_datasets(DATASETS, assistant_name=NAME)
-    settings = ev.plan(None, specs_m)
+    settings = oc.settings(None, specs_m)
     env = {**os.environ, **envs.activation("opencompass"), "PYTHONUNBUFFERED": "1",
-           **ev.run_environment(warm.run_dir, specs_m, specs_d, settings)}
+           **oc.run_environment(warm.run_dir, specs_m, specs_d, settings)}
 
     def camp_side(i: int) -> str:
         r = camp.evaluate([args.model], DATASETS, run_dir=tmp / f"camp-{i}", **kwargs)
@@ -90,7 +91,7 @@ def main(argv=None) -> int:
 
     def direct_side(i: int) -> str:
         work = tmp / f"direct-{i}"
-        out = subprocess.run([python, *ev.command(warm.config_path, work, settings)], cwd=warm.run_dir, env=env,
+        out = subprocess.run([python, *oc.command(warm.config_path, work, settings)], cwd=warm.run_dir, env=env,
                              capture_output=True, text=True)
         assert out.returncode == 0 and list(work.glob("*/summary/summary_*.csv")), out.stdout[-2000:]
         return out.stdout + out.stderr

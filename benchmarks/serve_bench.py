@@ -81,7 +81,7 @@ def cpu_run(args) -> int:
 
 def gpu_run(args, prof) -> int:
     import camp
-    from camp import conversation
+    import camp.conversation.local
 
     levels = [int(c) for c in args.concurrency.split(",")]
     session = camp.chat(args.model)
@@ -89,7 +89,7 @@ def gpu_run(args, prof) -> int:
     _side(session, PROMPTS, args.tokens, warmup=True)
     local = [_side(session, PROMPTS, args.tokens) for _ in range(args.rounds)]
     del session
-    conversation.local._loaded.clear()
+    camp.conversation.local._loaded.clear()
     gc.collect()
     import torch
 
