@@ -371,6 +371,28 @@ def react():
     return fig
 
 
+# ------------------------------------------------------------------------------------------------- 08 RAG
+def rag_pipeline():
+    fig, ax = canvas(12, 4.4)
+    note(ax, 0.15, 4.15, "离线：建知识库 / offline: build the knowledge base", size=10, color="#1e3a8a", ha="left",
+         weight="bold")
+    note(ax, 0.15, 1.95, "在线：每个问题 / online: every question", size=10, color="#14532d", ha="left", weight="bold")
+    w, h, xs = 1.95, 0.95, [1.2, 3.6, 6.0, 8.4, 10.8]
+
+    def row(y, steps, color, end_color):
+        for i, (x, text) in enumerate(zip(xs, steps, strict=True)):
+            box(ax, x, y, w, h, text, end_color if i == len(xs) - 1 else color, size=9)
+        for a, b in zip(xs, xs[1:], strict=False):
+            arrow(ax, (a + w / 2, y), (b - w / 2, y))
+
+    row(3.2, ["文档\nmd / txt / html / pdf", "切块 chunk\n~300 字，保留段落与标题", "嵌入 embed\nUSE 多语言 512 维",
+              "索引 index\nfaiss 向量 + BM25(jieba)", "知识库\n段落 + 出处(文件:行)"], BLUE, PURPLE)
+    row(0.9, ["问题 query\n“显存不够怎么办？”", "检索 retrieve\n稠密 + BM25 → 融合", "提示词 prompt\n资料：[1]…[k] + 问题",
+              "大模型 LLM\n任意 OpenAI 兼容端点", "回答 + 来源\nanswer with sources"], GREEN, ORANGE)
+    arrow(ax, (xs[4], 3.2 - h / 2), (xs[1] + 0.3, 0.9 + h / 2), "top-k 段落", rad=-0.08, offset=(0, 0.2))
+    return fig
+
+
 FIGURES = {
     "chain": chain, "timeline": timeline, "decision_flow": decision_flow, "needle": needle,
     "model_memory": lambda: charts.memory_chart(__import__("camp").catalogue()).figure,
@@ -378,7 +400,7 @@ FIGURES = {
     "lora": lora, "finetune_kinds": finetune_kinds, "xtuner_flow": xtuner_flow, "finetune_memory": finetune_memory,
     "opencompass_flow": opencompass_flow, "evaluation_modes": evaluation_modes,
     "lmdeploy_engines": lmdeploy_engines, "quantization": quantization, "serving_memory": serving_memory,
-    "react": react,
+    "react": react, "rag_pipeline": rag_pipeline,
 }
 
 

@@ -65,6 +65,7 @@ class Step:
     ready: Callable | None = None
     timeout: float = 180.0
     on_start: Callable | None = None  # (Job) -> None, right after the process started (e.g. remember its pid)
+    on_end: Callable | None = None  # (Job) -> None, once it ended in any way, Ctrl-C included (forget that pid)
     interrupted: str | None = None  # what to tell a student who pressed Ctrl-C (how to resume)
 
     def job(self):
@@ -102,6 +103,9 @@ def run_step(step: Step, view: progress.View | None = None):
         if step.interrupted:
             view.say(step.interrupted)
         raise
+    finally:
+        if step.on_end is not None and job.done:
+            step.on_end(job)
     if job.status != "succeeded" and not step.allow_failure:
         raise StageError(step.name, explain(job, step.hints, step.explain), job)
     return job

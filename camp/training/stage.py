@@ -267,7 +267,6 @@ class FinetuneStage(Stage):
             if resume:
                 view.say(f"resuming from {resume.name} (iteration {_ckpt_iter(resume)} of {self.n_iters})")
             yield self._train_step(run_dir, resume)
-            _save_state(run_dir, train_pid=None)
             self.seconds["train"] = round(time.time() - t0, 2)
             _save_state(run_dir, seconds=self.seconds)
         self.adapter_dir = self.merged_dir = None
@@ -304,6 +303,7 @@ class FinetuneStage(Stage):
         return Step("xtuner train", cmd, run_dir / "jobs" / "train", env="xtuner", cwd=run_dir,
                     extra_env=self._env(), parser=parser, check=check, hints=XTUNER_HINTS, total=n_iters,
                     desc="train", unit="it", on_start=lambda job: _save_state(run_dir, train_pid=job.pid),
+                    on_end=lambda job: _save_state(run_dir, train_pid=None),
                     interrupted=(f"training stopped; call finetune again with run_dir={str(run_dir)!r} to resume "
                                  "from the last checkpoint"))
 

@@ -1,7 +1,7 @@
 """InternLM2 checkpoints normalised into a plain Llama folder (issue 2, item 8).
 
 A tiny InternLM2 checkpoint is built here from the modelling code the xtuner wheel ships (remote code, the way
-real downloads come) with a sentencepiece tokenizer shaped like InternLM2's. `camp.internlm2.normalize()` turns
+real downloads come) with a sentencepiece tokenizer shaped like InternLM2's. `camp.models.internlm2.normalize()` turns
 it into a LlamaForCausalLM folder; then the original (trust_remote_code, xtuner env = transformers 4.48) and the
 normalised folder (natively in 4.48, the opencompass env's 4.57 and the core env's 5.x) must give the same
 logits, the same greedy generations and the same token ids. The per-environment work is in internlm2_helper.py.
@@ -97,7 +97,7 @@ def built(work, xtuner_py) -> dict[str, Path]:
 def normalised(built, work) -> dict[str, Path]:
     # the main one in a fresh core-env process: normalising must not need transformers
     code = (
-        "import sys; from camp.internlm2 import normalize; p = normalize(sys.argv[1]); "
+        "import sys; from camp.models.internlm2 import normalize; p = normalize(sys.argv[1]); "
         "assert 'transformers' not in sys.modules, 'normalize imported transformers'; print(p)"
     )
     proc = subprocess.run(
@@ -368,7 +368,7 @@ def test_crash_midway_leaves_nothing_marked_complete(tmp_path, built, monkeypatc
 
     # a hard kill (no cleanup runs): the half-written temp folder is never taken for the result
     code = (
-        "import os, sys, camp.internlm2 as m; m._tokenizer_files = lambda *a, **k: os._exit(9); "
+        "import os, sys, camp.models.internlm2 as m; m._tokenizer_files = lambda *a, **k: os._exit(9); "
         "m.normalize(sys.argv[1], sys.argv[2])"
     )
     proc = subprocess.run(
@@ -443,6 +443,6 @@ def test_default_destination(tmp_path, monkeypatch):
 
 def test_import_is_cheap():
     code = (
-        "import sys, camp.internlm2; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
+        "import sys, camp.models.internlm2; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
