@@ -90,25 +90,29 @@ class FinetuneResult:
                 f", {self.max_iters} iterations{loss}>")
 
     def _repr_html_(self) -> str:
+        from camp.runtime.i18n import t
         from camp.ui.progress import loss_svg
 
         e = html.escape
-        rows = [("registered name", f"<code>{e(self.name)}</code> — <code>camp.chat({e(repr(self.name))})</code>"
-                 if self.name else "—"),
-                ("base model", f"{e(self.base)} <small>({e(str(self.base_dir))})</small>"),
-                ("plan", e(self.plan.headline()) if hasattr(self.plan, "headline") else "—"),
-                ("iterations", f"{self.max_iters}" + (f" (resumed from {', '.join(map(str, self.resumed_from))})"
-                                                      if self.resumed_from else "")
-                 + (" — reused a finished run" if self.reused else "")),
-                ("merged model", f"<code>{e(_s(self.merged_dir) or '—')}</code>"),
-                ("adapter", f"<code>{e(_s(self.adapter_dir) or '—')}</code>"),
-                ("config", f"<code>{e(str(self.config_path))}</code>"),
-                ("time", " · ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items()))]
+        rows = [(t("注册名", "registered name"),
+                 f"<code>{e(self.name)}</code> — <code>camp.chat({e(repr(self.name))})</code>" if self.name else "—"),
+                (t("基座模型", "base model"), f"{e(self.base)} <small>({e(str(self.base_dir))})</small>"),
+                (t("计划", "plan"), e(self.plan.headline()) if hasattr(self.plan, "headline") else "—"),
+                (t("迭代次数", "iterations"), f"{self.max_iters}" + (
+                    t(f"（从 {', '.join(map(str, self.resumed_from))} 续跑）",
+                      f" (resumed from {', '.join(map(str, self.resumed_from))})") if self.resumed_from else "")
+                 + (t(" —— 复用了已完成的运行", " — reused a finished run") if self.reused else "")),
+                (t("合并后的模型", "merged model"), f"<code>{e(_s(self.merged_dir) or '—')}</code>"),
+                (t("适配器（adapter）", "adapter"), f"<code>{e(_s(self.adapter_dir) or '—')}</code>"),
+                (t("配置文件", "config"), f"<code>{e(str(self.config_path))}</code>"),
+                (t("用时", "time"), " · ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items()))]
         table = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>"
                         for k, v in rows)
         answers = "".join(f"<li><b>{e(q)}</b> → {e(a)}</li>" for q, a in self.final_answers.items())
-        return (f"<div><b>Fine-tuned {e(self.base)}</b><table>{table}</table>{loss_svg(self.losses)}"
-                + (f"<div>Last answers of the chat hook:<ul>{answers}</ul></div>" if answers else "") + "</div>")
+        head = t(f"微调完成：{e(self.base)}", f"Fine-tuned {e(self.base)}")
+        hook = t("XTuner 训练中最后一次对话检查的回答：", "Last answers of the chat hook:")
+        return (f"<div class='camp-finetune-result'><b>{head}</b><table>{table}</table>{loss_svg(self.losses)}"
+                + (f"<div class='camp-samples'>{hook}<ul>{answers}</ul></div>" if answers else "") + "</div>")
 
 
 def _s(p) -> str | None:
