@@ -40,6 +40,7 @@ from pathlib import Path
 
 from camp.runtime import progress
 from camp.runtime.errors import CampError
+from camp.runtime.i18n import t
 from camp.training import plan as _planner
 from camp.training.result import FinetuneResult, _identity_question, _read_json, _write_json
 from camp.training.xtuner import (
@@ -218,7 +219,7 @@ def _env_has(module: str) -> bool:
 def finetune(model="auto", dataset=None, *, name: str | None = None, profile=None, plan=None, method: str = "auto",
              max_iters: int | None = None, epochs: float | None = None, lr: float | None = None,
              max_length: int | None = None, run_dir=None, evaluation_inputs: list[str] | None = None,
-             show: bool = True, merge: bool = True) -> FinetuneResult:
+             show: bool = True, merge: bool = True, replace: bool = False) -> FinetuneResult:
     """Fine-tune `model` on `dataset` with XTuner; convert, merge and register the result. See the module doc.
 
     model: catalogue name, registered name, local folder, or "auto" (the profile's default). dataset: a file
@@ -226,7 +227,9 @@ def finetune(model="auto", dataset=None, *, name: str | None = None, profile=Non
     (default: planned here for the profile; on a CPU with batch 4). max_iters / epochs / lr: default from the
     recipe (cpu-tiny: 400 examples, i.e. 100 iterations at batch 4, lr 1e-2). run_dir: a run folder to create, or to resume (a stopped run continues from its last
     checkpoint; a finished one is returned as it is). evaluation_inputs: the questions XTuner's chat hook asks
-    while training (default: the identity question "你是谁？"). merge=False stops after the adapter.
+    while training (default: the identity question "你是谁？"). merge=False stops after the adapter. name: the
+    name to register the merged model under; when it already names another model, that one is kept and this one
+    gets a versioned name (name-2, …; result.name says which) unless replace=True.
     Returns a FinetuneResult; raises DataError (bad records), PlanError (nothing fits) before anything starts."""
     if dataset is None:
         raise CampError("finetune needs a dataset: a .jsonl file or a list of records, e.g. "
@@ -236,7 +239,7 @@ def finetune(model="auto", dataset=None, *, name: str | None = None, profile=Non
     prep.seconds = time.time() - t0
     progress.get(show).show(prep.plan)
     return _execute(prep, name=name, max_iters=max_iters, epochs=epochs, lr=lr, run_dir=run_dir,
-                    evaluation_inputs=evaluation_inputs, show=show, merge=merge)
+                    evaluation_inputs=evaluation_inputs, show=show, merge=merge, replace=replace)
 
 
 finetune.plan = _planner.plan  # `camp.finetune.plan(model, dataset, profile)`, as the course notes write it
@@ -246,8 +249,8 @@ def _say(show, msg: str) -> None:
     progress.get(show).say(msg)
 
 
-def _execute(prep: _Prepared, *, name, max_iters, epochs, lr, run_dir, evaluation_inputs, show, merge
-             ) -> FinetuneResult:
+def _execute(prep: _Prepared, *, name, max_iters, epochs, lr, run_dir, evaluation_inputs, show, merge,
+             replace: bool = False) -> FinetuneResult:
     from camp import data, models
     from camp.runtime import jobs
 
@@ -277,8 +280,8 @@ def _execute(prep: _Prepared, *, name, max_iters, epochs, lr, run_dir, evaluatio
             wanted = name or res.name
             if res.merged_dir is not None and wanted and _registered_path(wanted) != res.merged_dir.resolve():
                 # the name was removed meanwhile, or another name is asked for: (re)register, nothing else
-                models.register(wanted, res.merged_dir, base=res.base, meta={"run_dir": str(run_dir)})
-                res.name = wanted
+                res.name = _register(wanted, res.merged_dir, base=res.base, meta={"run_dir": str(run_dir)},
+                                     replace=replace, show=show)
             _say(show, f"{run_dir} holds a finished run ({res.name or res.adapter_dir}): returning it without "
                        "training again (use another run_dir to train anew)")
             return res
@@ -352,10 +355,9 @@ def _execute(prep: _Prepared, *, name, max_iters, epochs, lr, run_dir, evaluatio
                     seconds["merge"] = round(time.time() - t0, 2)
         registered = None
         if merged_dir is not None:
-            models.register(run_name, merged_dir, base=prep.label,
-                            meta={"run_dir": str(run_dir), "method": p.method, "iterations": n_iters,
-                                  "dataset": prep.dataset_label})
-            registered = run_name
+            registered = _register(run_name, merged_dir, base=prep.label, replace=replace, show=show,
+                                   meta={"run_dir": str(run_dir), "method": p.method, "iterations": n_iters,
+                                         "dataset": prep.dataset_label})
         _save_state(run_dir, seconds=seconds)
         result = FinetuneResult(
             run_dir=run_dir, config_path=config_path, work_dir=work_dir, checkpoint=final,
@@ -364,9 +366,25 @@ def _execute(prep: _Prepared, *, name, max_iters, epochs, lr, run_dir, evaluatio
             resumed_from=log.resumed_from)
         _write_json(run_dir / "result.json", result.to_dict())
         if show and registered:
-            _say(show, f"fine-tuned model: {merged_dir}\nregistered as {registered!r}: camp.chat({registered!r}) "
-                       f"or `camp chat {registered}`")
+            _say(show, t(f"微调后的模型：{merged_dir}\n已注册为 {registered!r}：camp.chat({registered!r}) 或 "
+                         f"camp chat {registered}",
+                         f"fine-tuned model: {merged_dir}\nregistered as {registered!r}: camp.chat({registered!r}) "
+                         f"or camp chat {registered}"))
         return result
+
+
+def _register(name: str, folder: Path, *, base, meta, replace: bool, show) -> str:
+    """Register `folder` as `name`; an earlier model under that name is kept (a versioned name is used) unless
+    replace=True."""
+    from camp import models
+
+    used = models.register_new(name, folder, base=base, meta=meta, replace=replace)
+    if used != name:
+        _say(show, t(f"名字 {name!r} 已属于之前的模型，保留它；这次的模型注册为 {used!r}"
+                     f"（要替换旧模型，请传 replace=True）",
+                     f"the name {name!r} belongs to an earlier model, which is kept; this one is registered as "
+                     f"{used!r} (pass replace=True to replace the earlier one)"))
+    return used
 
 
 def _registered_path(name: str) -> Path | None:
@@ -558,14 +576,16 @@ def cli_finetune(args) -> int:
     if args.plan_only:
         return 0
     result = _execute(prep, name=args.name, max_iters=args.max_iters, epochs=args.epochs, lr=args.lr,
-                      run_dir=args.run_dir, evaluation_inputs=None, show=True, merge=True)
+                      run_dir=args.run_dir, evaluation_inputs=None, show=True, merge=True,
+                      replace=getattr(args, "replace", False))
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=1))
         return 0
     if result.final_answers:
-        print("last answers of the chat hook:", file=out)
+        print(t("训练中最后一次对话检查的回答：", "last answers of the chat hook:"), file=out)
         for q, a in result.final_answers.items():
             print(f"  {q} → {a}", file=out)
-    print(f"merged model: {result.merged_dir}", file=out)
-    print(f"registered as: {result.name}   (try: camp chat {result.name} -p \"{_identity_question()}\")", file=out)
+    print(t(f"合并后的模型：{result.merged_dir}", f"merged model: {result.merged_dir}"), file=out)
+    print(t(f"已注册为：{result.name}   （试试：camp chat {result.name} -p \"{_identity_question()}\"）",
+            f"registered as: {result.name}   (try: camp chat {result.name} -p \"{_identity_question()}\")"), file=out)
     return 0

@@ -19,7 +19,7 @@ import pytest
 
 import camp.training.stage as _stage
 import camp.training.xtuner as _xtuner
-from camp import data, models, training
+from camp import data, models
 from camp.models.tiny import IDENTITY_QUESTION
 from camp.runtime.errors import CampError
 from camp.training import plan as planner
@@ -295,8 +295,17 @@ def test_camp_finetune_teaches_the_tiny_model_a_new_name(xtuner_env, tmp_path):
         row = table.iloc[0]
         assert row["question"] == IDENTITY_QUESTION and row["after"] == expected and row["before"] != expected
         assert "loss" in again._repr_html_()
+
+        # a name that meanwhile belongs to another model is not taken over: the run gets a versioned name
+        from camp.models import tiny
+
+        models.register(name, tiny.ensure(), replace=True)
+        third = _stage.finetune("tiny", sc, run_dir=run_dir, show=False)
+        assert third.name == f"{name}-2" and models.resolve(third.name) == merged
+        assert models.resolve(name) == tiny.default_dir()
     finally:
         models.unregister(name)
+        models.unregister(f"{name}-2")
 
 
 @pytest.mark.integration
