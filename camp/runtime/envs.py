@@ -354,7 +354,12 @@ def create(name: str, *, force: bool = False, path: str | os.PathLike | None = N
     """
     prefix = Path(path).expanduser().resolve() if path else env_path(name)
     with _lock(prefix):
-        return _create(name, force=force, path=path, show=show)
+        made = _create(name, force=force, path=path, show=show)
+    if name == "core":  # the lessons open on the course env's own kernel (also for a core env made earlier)
+        from camp.runtime import kernel
+
+        kernel.ensure(made)
+    return made
 
 
 def _create(name: str, *, force: bool, path, show) -> Path:
