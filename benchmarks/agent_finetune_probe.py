@@ -104,9 +104,8 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the run folder and the registered model")
     args = ap.parse_args(argv)
 
+    from camp import models, training
     from camp.agents import traces as D
-    from camp import models
-    from camp import training
 
     name = f"agent-probe-{os.getpid()}"
     test = D.heldout(args.heldout, lang=args.lang, short_system=args.short)

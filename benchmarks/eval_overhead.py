@@ -64,8 +64,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import camp
-    from camp.runtime import envs
     from camp import evaluation as ev
+    from camp.runtime import envs
 
     python = str(envs.python("opencompass"))
     tmp = Path(tempfile.mkdtemp(prefix="eval-bench-"))

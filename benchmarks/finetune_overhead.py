@@ -35,10 +35,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quiet", action="store_true", help="camp side without its live view")
     args = ap.parse_args(argv)
 
-    from camp import data
+    from camp import data, models, training
     from camp.runtime import envs
-    from camp import models
-    from camp import training
     from camp.training import xtuner_compat
 
     records = data.self_cognition("小测", "测试员")

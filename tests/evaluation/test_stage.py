@@ -24,7 +24,6 @@ import camp.evaluation.opencompass as _opencompass
 import camp.evaluation.result as _result
 import camp.evaluation.stage as _stage
 import camp.evaluation.targets as _targets
-from camp import evaluation as ev
 from camp.data.records import DataError
 from camp.runtime.errors import CampError
 from tests.conftest import ROOT, subprocess_env, tool_env_python
