@@ -101,9 +101,9 @@ def test_finetune_view_updates_the_loss_live_and_shows_chart_and_samples_once(pa
     b.run_cell(page)
     # while XTuner trains, the chart's caption moves from one logged loss to the next
     page.wait_for_function("() => ((window.__camp || {}).loss || []).filter(s => /loss/.test(s.text)).length >= 3",
-                           timeout=300_000)
+                           timeout=900_000)
     _shot(page, shots, "finetune-live")
-    page.locator(".camp-finetune-result").wait_for(timeout=300_000)
+    page.locator(".camp-finetune-result").wait_for(timeout=900_000)
     b.wait_idle(page)
     losses = [s["text"] for s in b.recorded(page, "loss") if "loss" in s["text"]]
     assert len(set(losses)) >= 3, b.dump(losses)
