@@ -6,7 +6,7 @@ export OMP_NUM_THREADS ?= 1
 # No model hub is needed: the course runs on the embedded tiny model built locally.
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup tool-envs sandbox-deps course test unit lint lab clean
+.PHONY: setup tool-envs sandbox-deps browser-deps course test unit lint lab clean
 
 # The core env (notebook kernel + camp) and the tiny model; no-ops when already current.
 setup:
@@ -26,13 +26,25 @@ sandbox-deps:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq bubblewrap; \
 		else echo "camp: install bubblewrap first (sudo apt-get install bubblewrap)" >&2; exit 1; fi; }
 
+# The browser tests (tests/ui): Debian's Chromium, a CJK and an emoji font (apt), Playwright's Python package in the core env
+# (pinned; it drives that Chromium, no browser download). Installed when missing.
+PLAYWRIGHT := playwright==1.65.2
+browser-deps: setup
+	@command -v chromium >/dev/null 2>&1 && [ -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-zenhei fonts-noto-color-emoji; \
+		else echo "camp: install Chromium and a CJK font first (sudo apt-get install chromium fonts-wqy-zenhei fonts-noto-color-emoji)" >&2; \
+			exit 1; fi; }
+	@$(VENV)/bin/python -c "import importlib.metadata as m; assert '$(PLAYWRIGHT)' == 'playwright==' + m.version('playwright')" \
+		2>/dev/null || \
+		$(VENV)/bin/python -m pip install -q --disable-pip-version-check "$(PLAYWRIGHT)"
+
 course: setup
 	$(CAMP) course --profile cpu-tiny
 
 lint: setup
 	$(VENV)/bin/ruff check .
 
-test: setup tool-envs sandbox-deps lint
+test: setup tool-envs sandbox-deps browser-deps lint
 	$(VENV)/bin/python -m pytest
 
 # The unit tests alone (no tool runs, no notebooks): under a minute.

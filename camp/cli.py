@@ -9,6 +9,26 @@ import signal
 import sys
 
 from camp.runtime.errors import CampError
+from camp.runtime.i18n import t
+
+
+class _Formatter(argparse.HelpFormatter):
+    def add_usage(self, usage, actions, groups, prefix=None):
+        return super().add_usage(usage, actions, groups, prefix if prefix is not None else t("用法：", "usage: "))
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse in the student's language: its own words (usage, sections, -h) too; subcommands inherit it."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Formatter)
+        add_help = kwargs.pop("add_help", True)
+        super().__init__(*args, add_help=False, **kwargs)
+        self._positionals.title = t("位置参数", "positional arguments")
+        self._optionals.title = t("选项", "options")
+        if add_help:
+            self.add_argument("-h", "--help", action="help", default=argparse.SUPPRESS,
+                              help=t("显示帮助并退出", "show this help message and exit"))
 
 
 def _handler(target: str):
@@ -21,184 +41,225 @@ def _handler(target: str):
 
 
 def _doctor(sub) -> None:
-    d = sub.add_parser("doctor", help="this machine: Python, torch, GPUs, profile, environments, network, disk")
-    d.add_argument("--json", action="store_true", help="print the report as JSON")
+    d = sub.add_parser("doctor", help=t("检查本机：Python、torch、GPU、配置档、环境、网络、磁盘",
+                                          "this machine: Python, torch, GPUs, profile, environments, network, disk"))
+    d.add_argument("--json", action="store_true", help=t("以 JSON 输出报告", "print the report as JSON"))
     d.set_defaults(func=_handler("camp.runtime.doctor:cli_doctor"))
 
 
 def _models(sub) -> None:
-    m = sub.add_parser("models", help="list the course model catalogue")
-    m.add_argument("--json", action="store_true")
+    m = sub.add_parser("models", help=t("列出课程的模型目录", "list the course model catalogue"))
+    m.add_argument("--json", action="store_true", help=t("以 JSON 输出", "print JSON"))
     m.set_defaults(func=_handler("camp.models.listing:cli_models"))
 
 
 def _download(sub) -> None:
-    dl = sub.add_parser("download", help="get a model folder: shared folder, cache, ModelScope, then HF")
-    dl.add_argument("name", help="catalogue name (see `camp models`) or a ModelScope id owner/name")
-    dl.add_argument("--revision", default=None)
-    dl.add_argument("--cache-dir", default=None, help="download cache (default: $CAMP_HOME/models)")
+    dl = sub.add_parser("download", help=t("获取模型文件夹：共享目录、缓存、ModelScope，最后 HF",
+                                                  "get a model folder: shared folder, cache, ModelScope, then HF"))
+    dl.add_argument("name", help=t("目录中的模型名（见 camp models）或 ModelScope 的 owner/name",
+                                       "catalogue name (see camp models) or a ModelScope id owner/name"))
+    dl.add_argument("--revision", default=None, help=t("模型版本（分支或提交）", "model revision (branch or commit)"))
+    dl.add_argument("--cache-dir", default=None, help=t("下载缓存目录（默认 $CAMP_HOME/models）", "download cache (default: $CAMP_HOME/models)"))
     dl.set_defaults(func=_handler("camp.models.hub:cli_download"))
 
 
 def _env(sub) -> None:
-    e = sub.add_parser("env", help="the per-tool environments (core, xtuner, opencompass, lmdeploy)")
+    e = sub.add_parser("env", help=t("各工具的独立环境（core、xtuner、opencompass、lmdeploy）",
+                                            "the per-tool environments (core, xtuner, opencompass, lmdeploy)"))
     esub = e.add_subparsers(dest="env_command", metavar="ACTION", required=True)
-    el = esub.add_parser("list", help="each environment, its path, state and key versions")
-    el.add_argument("--json", action="store_true")
+    el = esub.add_parser("list", help=t("每个环境的路径、状态和主要版本", "each environment, its path, state and key versions"))
+    el.add_argument("--json", action="store_true", help=t("以 JSON 输出", "print JSON"))
     el.set_defaults(func=_handler("camp.runtime.envs:cli_list"))
-    ec = esub.add_parser("create", help="build an environment from environments/NAME.txt")
-    ec.add_argument("name")
-    ec.add_argument("--force", action="store_true", help="rebuild even if it exists and is current")
-    ec.add_argument("--path", default=None, help="where to create it (default: $CAMP_HOME/envs/NAME)")
+    ec = esub.add_parser("create", help=t("按 environments/NAME.txt 创建环境", "build an environment from environments/NAME.txt"))
+    ec.add_argument("name", help=t("环境名", "environment name"))
+    ec.add_argument("--force", action="store_true", help=t("即使已存在且是最新也重建", "rebuild even if it exists and is current"))
+    ec.add_argument("--path", default=None, help=t("创建位置（默认 $CAMP_HOME/envs/NAME）", "where to create it (default: $CAMP_HOME/envs/NAME)"))
     ec.set_defaults(func=_handler("camp.runtime.envs:cli_create"))
-    er = esub.add_parser("register", help="adopt an existing conda env or venv for NAME")
-    er.add_argument("name")
-    er.add_argument("path", help="the env's prefix (the folder holding bin/python)")
+    er = esub.add_parser("register", help=t("把已有的 conda 环境或 venv 登记为 NAME", "adopt an existing conda env or venv for NAME"))
+    er.add_argument("name", help=t("环境名", "environment name"))
+    er.add_argument("path", help=t("环境的前缀目录（含 bin/python 的文件夹）", "the env's prefix (the folder holding bin/python)"))
     er.set_defaults(func=_handler("camp.runtime.envs:cli_register"))
-    et = esub.add_parser("torch", help="the pip arguments for torch in env NAME on this machine (CPU or CUDA build)")
-    et.add_argument("name")
+    et = esub.add_parser("torch", help=t("本机上 NAME 环境安装 torch 的 pip 参数（CPU 或 CUDA 版）",
+                                         "the pip arguments for torch in env NAME on this machine (CPU or CUDA build)"))
+    et.add_argument("name", help=t("环境名", "environment name"))
     et.set_defaults(func=_handler("camp.runtime.envs:cli_torch"))
-    ex = esub.add_parser("run", help="run a command inside an environment: camp env run NAME -- CMD …")
-    ex.add_argument("name")
-    ex.add_argument("cmd", nargs=argparse.REMAINDER)
+    ex = esub.add_parser("run", help=t("在某个环境里运行命令：camp env run NAME -- 命令 …",
+                                           "run a command inside an environment: camp env run NAME -- CMD …"))
+    ex.add_argument("name", help=t("环境名", "environment name"))
+    ex.add_argument("cmd", nargs=argparse.REMAINDER, help=t("要运行的命令", "the command to run"))
     ex.set_defaults(func=_handler("camp.runtime.envs:cli_run"))
 
 
 def _chat(sub) -> None:
-    c = sub.add_parser("chat", help="chat with a model in the terminal (or one answer with --prompt)")
+    c = sub.add_parser("chat", help=t("在终端里和模型对话（或用 --prompt 只回答一句）",
+                                           "chat with a model in the terminal (or one answer with --prompt)"))
     c.add_argument("model", nargs="?", default="auto",
-                   help="catalogue name, local folder, or a model name served at --base-url")
-    c.add_argument("--prompt", "-p", default=None, help="answer this one message on stdout and exit")
-    c.add_argument("--system", default=None, help="system prompt")
-    c.add_argument("--base-url", default=None, help="an OpenAI-compatible endpoint, e.g. http://127.0.0.1:23333/v1")
-    c.add_argument("--api-key", default=None)
-    c.add_argument("--max-new-tokens", type=int, default=None)
-    c.add_argument("--temperature", type=float, default=None)
-    c.add_argument("--top-p", type=float, default=None)
+                   help=t("目录中的模型名、本地文件夹，或 --base-url 服务上的模型名",
+                          "catalogue name, local folder, or a model name served at --base-url"))
+    c.add_argument("--prompt", "-p", default=None, help=t("只回答这一条消息（输出到 stdout）后退出", "answer this one message on stdout and exit"))
+    c.add_argument("--system", default=None, help=t("系统提示词", "system prompt"))
+    c.add_argument("--base-url", default=None, help=t("OpenAI 兼容的服务地址，例如 http://127.0.0.1:23333/v1",
+                                                               "an OpenAI-compatible endpoint, e.g. http://127.0.0.1:23333/v1"))
+    c.add_argument("--api-key", default=None, help=t("服务的 API key", "the endpoint's API key"))
+    c.add_argument("--max-new-tokens", type=int, default=None, help=t("最多生成的 token 数", "most tokens to generate"))
+    c.add_argument("--temperature", type=float, default=None, help=t("温度（0 = 贪心解码）", "temperature (0 = greedy)"))
+    c.add_argument("--top-p", type=float, default=None, help=t("核采样的 top-p", "nucleus sampling top-p"))
     c.set_defaults(func=_handler("camp.conversation.repl:cli_chat"))
 
 
 def _webdemo(sub) -> None:
-    w = sub.add_parser("webdemo", help="a Streamlit chat web demo, bound to 127.0.0.1")
-    w.add_argument("model", nargs="?", default="auto")
-    w.add_argument("--port", type=int, default=None, help="default: a free port from 8501")
-    w.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1: only this machine)")
-    w.add_argument("--system", default=None)
+    w = sub.add_parser("webdemo", help=t("Streamlit 网页对话 demo（只监听 127.0.0.1）", "a Streamlit chat web demo, bound to 127.0.0.1"))
+    w.add_argument("model", nargs="?", default="auto",
+                   help=t("模型名或文件夹（默认按配置档选择）", "model name or folder (default: the profile's)"))
+    w.add_argument("--port", type=int, default=None, help=t("默认：从 8501 起的空闲端口", "default: a free port from 8501"))
+    w.add_argument("--host", default="127.0.0.1", help=t("监听地址（默认 127.0.0.1：只有本机能访问）",
+                                                             "listen address (default 127.0.0.1: only this machine)"))
+    w.add_argument("--system", default=None, help=t("系统提示词", "system prompt"))
     w.set_defaults(func=_handler("camp.conversation.webdemo:cli_webdemo"))
 
 
 def _course(sub) -> None:
-    co = sub.add_parser("course", help="execute every course notebook headless and print a result table")
-    co.add_argument("notebooks", nargs="*", help="notebook names or numbers (default: all)")
-    co.add_argument("--profile", default="auto")
-    co.add_argument("--out", default=None, help="run folder (default: $CAMP_HOME/runs/course-<time>)")
+    co = sub.add_parser("course", help=t("无界面地运行每一课的 notebook，并打印结果表",
+                                            "execute every course notebook headless and print a result table"))
+    co.add_argument("notebooks", nargs="*", help=t("notebook 的名字或编号（默认：全部）", "notebook names or numbers (default: all)"))
+    co.add_argument("--profile", default="auto", help=t("硬件配置档（默认自动检测）", "hardware profile (default: detected)"))
+    co.add_argument("--out", default=None, help=t("运行目录（默认 $CAMP_HOME/runs/course-<时间>）",
+                                                      "run folder (default: $CAMP_HOME/runs/course-<time>)"))
     co.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
-                    help="papermill parameter for every notebook")
+                    help=t("传给每个 notebook 的 papermill 参数", "papermill parameter for every notebook"))
     co.set_defaults(func=_handler("camp.course:cli_course"))
 
 
 def _data(sub) -> None:
-    da = sub.add_parser("data", help="fine-tuning data: build, convert between formats, check")
+    da = sub.add_parser("data", help=t("微调数据：生成、格式转换、检查", "fine-tuning data: build, convert between formats, check"))
     dsub = da.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    dsc = dsub.add_parser("self-cognition", help="a self-cognition set: the assistant's name and author")
-    dsc.add_argument("--name", required=True, help="the assistant's name, e.g. 小助手")
-    dsc.add_argument("--author", required=True, help="who made it, e.g. your name")
-    dsc.add_argument("--lang", default="zh", choices=["zh", "en", "both"])
-    dsc.add_argument("-n", type=int, default=None, help="number of records")
-    dsc.add_argument("--format", default="messages", choices=["messages", "alpaca", "xtuner"])
-    dsc.add_argument("-o", "--output", required=True, help="a .jsonl file to write")
+    dsc = dsub.add_parser("self-cognition", help=t("生成自我认知数据集：助手的名字和作者",
+                                                                    "a self-cognition set: the assistant's name and author"))
+    dsc.add_argument("--name", required=True, help=t("助手的名字，例如 小助手", "the assistant's name, e.g. 小助手"))
+    dsc.add_argument("--author", required=True, help=t("作者，例如你的名字", "who made it, e.g. your name"))
+    dsc.add_argument("--lang", default="zh", choices=["zh", "en", "both"], help=t("语言", "language"))
+    dsc.add_argument("-n", type=int, default=None, help=t("条数", "number of records"))
+    dsc.add_argument("--format", default="messages", choices=["messages", "alpaca", "xtuner"],
+                     help=t("输出格式", "output format"))
+    dsc.add_argument("-o", "--output", required=True, help=t("要写入的 .jsonl 文件", "a .jsonl file to write"))
     dsc.set_defaults(func=_handler("camp.data.identity:cli_self_cognition"))
-    dcv = dsub.add_parser("convert", help="convert between alpaca, OpenAI messages and XTuner conversation")
-    dcv.add_argument("input")
-    dcv.add_argument("output")
-    dcv.add_argument("--to", required=True, choices=["messages", "alpaca", "xtuner"])
+    dcv = dsub.add_parser("convert", help=t("在 alpaca、OpenAI messages 和 XTuner conversation 格式之间转换",
+                                                "convert between alpaca, OpenAI messages and XTuner conversation"))
+    dcv.add_argument("input", help=t("输入文件", "input file"))
+    dcv.add_argument("output", help=t("输出文件", "output file"))
+    dcv.add_argument("--to", required=True, choices=["messages", "alpaca", "xtuner"], help=t("目标格式", "target format"))
     dcv.set_defaults(func=_handler("camp.data.records:cli_convert"))
-    dck = dsub.add_parser("check", help="validate a dataset file: every bad record with its line and field")
-    dck.add_argument("path")
+    dck = dsub.add_parser("check", help=t("检查数据集文件：列出每条有问题记录的行号和字段",
+                                              "validate a dataset file: every bad record with its line and field"))
+    dck.add_argument("path", help=t("数据集文件", "dataset file"))
     dck.set_defaults(func=_handler("camp.data.records:cli_check"))
 
 
 def _finetune(sub) -> None:
-    ft = sub.add_parser("finetune", help="plan and run an XTuner fine-tune (LoRA/QLoRA/full), then convert + merge")
-    ft.add_argument("model", help="catalogue name, registered name or local folder")
-    ft.add_argument("dataset", help="a .jsonl/.json dataset (alpaca, OpenAI messages or XTuner conversation)")
-    ft.add_argument("--name", default=None, help="register the merged model under this name (default: derived)")
-    ft.add_argument("--profile", default="auto")
-    ft.add_argument("--method", default="auto", choices=["auto", "full", "lora", "qlora"])
-    ft.add_argument("--max-iters", type=int, default=None)
-    ft.add_argument("--epochs", type=float, default=None)
-    ft.add_argument("--lr", type=float, default=None)
-    ft.add_argument("--max-length", type=int, default=None)
-    ft.add_argument("--run-dir", default=None, help="resume or reuse this run folder")
-    ft.add_argument("--plan-only", action="store_true", help="print the plan and its memory breakdown, do not train")
-    ft.add_argument("--json", action="store_true", help="print the result as JSON")
+    ft = sub.add_parser("finetune", help=t("规划并运行 XTuner 微调（LoRA/QLoRA/全参数），然后转换并合并",
+                                                 "plan and run an XTuner fine-tune (LoRA/QLoRA/full), then convert + merge"))
+    ft.add_argument("model", help=t("目录中的模型名、已注册的名字或本地文件夹", "catalogue name, registered name or local folder"))
+    ft.add_argument("dataset", help=t(".jsonl/.json 数据集（alpaca、OpenAI messages 或 XTuner conversation）",
+                                   "a .jsonl/.json dataset (alpaca, OpenAI messages or XTuner conversation)"))
+    ft.add_argument("--name", default=None, help=t("合并后的模型注册为这个名字（默认自动生成；名字已被占用时加版本号）",
+                                                 "register the merged model under this name (default: derived; a taken name "
+                                                 "gets a version)"))
+    ft.add_argument("--profile", default="auto", help=t("硬件配置档（默认自动检测）", "hardware profile (default: detected)"))
+    ft.add_argument("--method", default="auto", choices=["auto", "full", "lora", "qlora"],
+                    help=t("微调方法", "fine-tuning method"))
+    ft.add_argument("--max-iters", type=int, default=None, help=t("迭代次数", "iterations"))
+    ft.add_argument("--epochs", type=float, default=None, help=t("训练轮数", "epochs"))
+    ft.add_argument("--lr", type=float, default=None, help=t("学习率", "learning rate"))
+    ft.add_argument("--max-length", type=int, default=None, help=t("最大序列长度", "longest sequence"))
+    ft.add_argument("--run-dir", default=None, help=t("续跑或复用这个运行目录", "resume or reuse this run folder"))
+    ft.add_argument("--plan-only", action="store_true", help=t("只打印计划和显存/内存估算，不训练",
+                                                                        "print the plan and its memory breakdown, do not train"))
+    ft.add_argument("--replace", action="store_true",
+                    help=t("名字已被占用时替换旧模型（默认保留旧模型，新模型加版本号）",
+                           "replace the model a taken --name points to (default: keep it, version the new name)"))
+    ft.add_argument("--json", action="store_true", help=t("以 JSON 输出结果", "print the result as JSON"))
     ft.set_defaults(func=_handler("camp.training.stage:cli_finetune"))
 
 
 def _eval(sub) -> None:
-    ev = sub.add_parser("eval", help="evaluate models with OpenCompass on course or custom datasets")
-    ev.add_argument("models", nargs="*", help="catalogue/registered names, local folders, or endpoint URLs "
-                    "(http://127.0.0.1:PORT/v1[#model-name])")
-    ev.add_argument("--list-datasets", action="store_true", help="list the course datasets and exit")
-    ev.add_argument("--assistant-name", default=None, help="the name self_cognition_check expects in answers")
+    ev = sub.add_parser("eval", help=t("用 OpenCompass 在课程或自定义数据集上评测模型",
+                                          "evaluate models with OpenCompass on course or custom datasets"))
+    ev.add_argument("models", nargs="*", help=t("目录/已注册的模型名、本地文件夹，或服务地址（http://127.0.0.1:端口/v1[#模型名]）",
+                           "catalogue/registered names, local folders, or endpoint URLs "
+                           "(http://127.0.0.1:PORT/v1[#model-name])"))
+    ev.add_argument("--list-datasets", action="store_true", help=t("列出课程数据集后退出", "list the course datasets and exit"))
+    ev.add_argument("--assistant-name", default=None, help=t("self_cognition_check 期望回答中出现的名字",
+                                                                      "the name self_cognition_check expects in answers"))
     ev.add_argument("-d", "--dataset", action="append", default=[],
-                    help="course set name (see `camp eval --list-datasets`), a .jsonl/.csv file, or an OpenCompass "
-                    "dataset name; repeat for several")
-    ev.add_argument("--profile", default="auto")
-    ev.add_argument("--api-key", default=None, help="for endpoint models")
-    ev.add_argument("--tokenizer", default=None, help="local tokenizer folder for endpoint models")
-    ev.add_argument("--limit", type=int, default=None, help="only the first N questions of each dataset")
-    ev.add_argument("--run-dir", default=None)
-    ev.add_argument("--json", action="store_true", help="print the result table as JSON")
+                    help=t("课程数据集名（见 camp eval --list-datasets）、.jsonl/.csv 文件或 OpenCompass 数据集名；可重复",
+                           "course set name (see camp eval --list-datasets), a .jsonl/.csv file, or an OpenCompass "
+                           "dataset name; repeat for several"))
+    ev.add_argument("--profile", default="auto", help=t("硬件配置档（默认自动检测）", "hardware profile (default: detected)"))
+    ev.add_argument("--api-key", default=None, help=t("服务模型的 API key", "for endpoint models"))
+    ev.add_argument("--tokenizer", default=None, help=t("服务模型对应的本地分词器文件夹", "local tokenizer folder for endpoint models"))
+    ev.add_argument("--limit", type=int, default=None, help=t("每个数据集只评前 N 题", "only the first N questions of each dataset"))
+    ev.add_argument("--run-dir", default=None, help=t("运行目录", "run folder"))
+    ev.add_argument("--json", action="store_true", help=t("以 JSON 输出结果表", "print the result table as JSON"))
     ev.set_defaults(func=_handler("camp.evaluation.stage:cli_eval"))
 
 
 def _serve(sub) -> None:
-    sv = sub.add_parser("serve", help="serve a model as an OpenAI-compatible endpoint (LMDeploy on GPU, "
-                        "transformers serve on CPU)")
-    sv.add_argument("model", nargs="?", default="auto")
-    sv.add_argument("--engine", default="auto", choices=["auto", "lmdeploy", "turbomind", "pytorch", "transformers"])
-    sv.add_argument("--quant", default=None, help="w4a16 (AWQ), kv8, kv4, or w4a16+kv4 …")
-    sv.add_argument("--port", type=int, default=None, help="default: a free port from 23333")
-    sv.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1: only this machine)")
-    sv.add_argument("--api-key", default=None, help="require this key from clients")
-    sv.add_argument("--tp", type=int, default=None, help="tensor parallel GPUs (LMDeploy)")
-    sv.add_argument("--profile", default="auto")
-    sv.add_argument("--model-name", default=None, help="the name clients send (default: the catalogue or registered "
-                    "name), as LMDeploy's --model-name")
+    sv = sub.add_parser("serve", help=t("把模型部署成 OpenAI 兼容的服务（GPU 上用 LMDeploy，CPU 上用 transformers serve）",
+                               "serve a model as an OpenAI-compatible endpoint (LMDeploy on GPU, "
+                               "transformers serve on CPU)"))
+    sv.add_argument("model", nargs="?", default="auto",
+                    help=t("模型名或文件夹（默认按配置档选择）", "model name or folder (default: the profile's)"))
+    sv.add_argument("--engine", default="auto", choices=["auto", "lmdeploy", "turbomind", "pytorch", "transformers"],
+                    help=t("推理引擎", "inference engine"))
+    sv.add_argument("--quant", default=None, help=t("量化方式：w4a16（AWQ）、kv8、kv4 或 w4a16+kv4 …", "w4a16 (AWQ), kv8, kv4, or w4a16+kv4 …"))
+    sv.add_argument("--port", type=int, default=None, help=t("默认：从 23333 起的空闲端口", "default: a free port from 23333"))
+    sv.add_argument("--host", default="127.0.0.1", help=t("监听地址（默认 127.0.0.1：只有本机能访问）",
+                                                             "listen address (default 127.0.0.1: only this machine)"))
+    sv.add_argument("--api-key", default=None, help=t("要求客户端提供这个 key", "require this key from clients"))
+    sv.add_argument("--tp", type=int, default=None, help=t("张量并行的 GPU 数（LMDeploy）", "tensor parallel GPUs (LMDeploy)"))
+    sv.add_argument("--profile", default="auto", help=t("硬件配置档（默认自动检测）", "hardware profile (default: detected)"))
+    sv.add_argument("--model-name", default=None,
+                    help=t("客户端请求时用的模型名（默认：目录名或注册名），同 LMDeploy 的 --model-name",
+                           "the name clients send (default: the catalogue or registered name), as LMDeploy's "
+                           "--model-name"))
     sv.set_defaults(func=_handler("camp.serving.stage:cli_serve"))
 
 
 def _quantize(sub) -> None:
-    qu = sub.add_parser("quantize", help="LMDeploy AWQ W4A16 quantization (CUDA only)")
-    qu.add_argument("model")
-    qu.add_argument("--method", default="w4a16", choices=["w4a16"])
-    qu.add_argument("--name", default=None, help="register the quantized model under this name")
-    qu.add_argument("--calib-samples", type=int, default=None)
-    qu.add_argument("--calib-seqlen", type=int, default=None)
+    qu = sub.add_parser("quantize", help=t("LMDeploy AWQ W4A16 量化（仅 CUDA）", "LMDeploy AWQ W4A16 quantization (CUDA only)"))
+    qu.add_argument("model", help=t("模型名或文件夹", "model name or folder"))
+    qu.add_argument("--method", default="w4a16", choices=["w4a16"], help=t("量化方法", "quantization method"))
+    qu.add_argument("--name", default=None, help=t("量化后的模型注册为这个名字", "register the quantized model under this name"))
+    qu.add_argument("--calib-samples", type=int, default=None, help=t("校准样本数", "calibration samples"))
+    qu.add_argument("--calib-seqlen", type=int, default=None, help=t("校准序列长度", "calibration sequence length"))
     qu.set_defaults(func=_handler("camp.serving.awq:cli_quantize"))
 
 
 def _bench(sub) -> None:
-    be = sub.add_parser("bench", help="throughput and latency of an endpoint or an in-process model")
-    be.add_argument("target", help="model name/folder (in-process) or endpoint URL http://…/v1[#model]")
-    be.add_argument("--concurrency", default="1,4,16", help="comma-separated levels")
-    be.add_argument("--requests", type=int, default=None, help="requests per level (default: 2 × concurrency, ≥ 4)")
-    be.add_argument("--max-tokens", type=int, default=64)
-    be.add_argument("--api-key", default=None)
-    be.add_argument("--json", action="store_true")
+    be = sub.add_parser("bench", help=t("测服务或进程内模型的吞吐和延迟", "throughput and latency of an endpoint or an in-process model"))
+    be.add_argument("target", help=t("模型名/文件夹（进程内）或服务地址 http://…/v1[#模型名]",
+                                    "model name/folder (in-process) or endpoint URL http://…/v1[#model]"))
+    be.add_argument("--concurrency", default="1,4,16", help=t("并发数，逗号分隔", "comma-separated levels"))
+    be.add_argument("--requests", type=int, default=None, help=t("每档的请求数（默认 2 × 并发数，至少 4）",
+                                                                       "requests per level (default: 2 × concurrency, ≥ 4)"))
+    be.add_argument("--max-tokens", type=int, default=64, help=t("每个请求最多生成的 token 数", "most tokens per request"))
+    be.add_argument("--api-key", default=None, help=t("服务的 API key", "the endpoint's API key"))
+    be.add_argument("--json", action="store_true", help=t("以 JSON 输出", "print JSON"))
     be.set_defaults(func=_handler("camp.serving.bench:cli_bench"))
 
 
 def _agent(sub) -> None:
-    ag = sub.add_parser("agent", help="a Lagent ReAct agent with tools over an endpoint; prints every step")
-    ag.add_argument("target", help="endpoint URL http://…/v1[#model], or a model name/folder to serve")
-    ag.add_argument("question", nargs="+")
-    ag.add_argument("--tools", default="calculator,search,python", help="comma-separated: calculator,search,python")
-    ag.add_argument("--max-turns", type=int, default=4)
-    ag.add_argument("--api-key", default=None)
+    ag = sub.add_parser("agent", help=t("基于服务的 Lagent ReAct 智能体（带工具），打印每一步",
+                                        "a Lagent ReAct agent with tools over an endpoint; prints every step"))
+    ag.add_argument("target", help=t("服务地址 http://…/v1[#模型名]，或要部署的模型名/文件夹",
+                                    "endpoint URL http://…/v1[#model], or a model name/folder to serve"))
+    ag.add_argument("question", nargs="+", help=t("问题", "the question"))
+    ag.add_argument("--tools", default="calculator,search,python", help=t("工具，逗号分隔：calculator,search,python", "comma-separated: calculator,search,python"))
+    ag.add_argument("--max-turns", type=int, default=4, help=t("最多几轮工具调用", "most tool-call rounds"))
+    ag.add_argument("--api-key", default=None, help=t("服务的 API key", "the endpoint's API key"))
     ag.add_argument("--prompt", choices=["lagent", "short"], default="lagent",
-                    help="ReAct instructions: Lagent's own, or the short ones camp trains small agents on")
+                    help=t("ReAct 提示词：Lagent 自带的，或 camp 训练小模型智能体用的简短版",
+                           "ReAct instructions: Lagent's own, or the short ones camp trains small agents on"))
     ag.set_defaults(func=_handler("camp.agents.react:cli_agent"))
 
 
@@ -237,9 +298,11 @@ def _rag(sub) -> None:
 
 
 def _tiny(sub) -> None:
-    t = sub.add_parser("tiny", help="build the embedded tiny model (same as `camp download tiny`)")
-    t.add_argument("--force", action="store_true")
-    t.set_defaults(func=_handler("camp.models.tiny:cli_tiny"))
+    p = sub.add_parser("tiny", help=t("准备内置的 tiny 模型（复制仓库里预先训练好的文件；--force 重新训练）",
+                                        "get the embedded tiny model (copies the repository's prebuilt files; --force "
+                                        "trains it anew)"))
+    p.add_argument("--force", action="store_true", help=t("重新训练（约 2 分钟）", "train it anew (about 2 minutes)"))
+    p.set_defaults(func=_handler("camp.models.tiny:cli_tiny"))
 
 
 def _homework(sub) -> None:
@@ -313,7 +376,8 @@ ROUTES = {
 def build_parser() -> argparse.ArgumentParser:
     from camp import chain
 
-    p = argparse.ArgumentParser(prog="camp", description="InternLM full-chain course kit (书生·浦语 实战营)")
+    p = _Parser(prog="camp", description=t("书生·浦语 实战营：InternLM 全链路课程工具",
+                                                           "InternLM full-chain course kit (书生·浦语 实战营)"))
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     # the chain's commands in course order, then the course runner
     for name in [*chain.commands(), *(c for c in ROUTES if c not in chain.commands())]:

@@ -13,8 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from camp.runtime import config
+from camp.runtime import config, kernel
 from camp.runtime.errors import CampError
+from camp.runtime.i18n import pad, t, width
 
 
 def report(key: str, value) -> None:
@@ -72,7 +73,8 @@ def run(selection: list[str] | None = None, *, profile: str = "auto", out: str |
         status, error = "ok", None
         try:
             pm.execute_notebook(str(nb), str(out_nb), parameters=params, cwd=str(nb.parent),
-                                kernel_name="python3", language="python", progress_bar=False, log_output=log_output)
+                                kernel_name=kernel.name_for(sys.executable), language="python",
+                                progress_bar=False, log_output=log_output)
         except pm.PapermillExecutionError as exc:
             status, error = "failed", f"{exc.ename}: {exc.evalue}"[:300]
         except Exception as exc:  # kernel died, bad notebook JSON …
@@ -82,7 +84,8 @@ def run(selection: list[str] | None = None, *, profile: str = "auto", out: str |
         key = json.loads(results.read_text()) if results.exists() else {}
         rows.append({"notebook": nb.stem, "status": status, "seconds": round(time.time() - t0, 1),
                      "result": key, "error": error, "output": str(out_nb)})
-        print(f"{nb.stem}: {status} in {rows[-1]['seconds']} s", file=sys.stderr, flush=True)
+        print(t(f"{nb.stem}：{'通过' if status == 'ok' else '失败'}，用时 {rows[-1]['seconds']} 秒",
+                f"{nb.stem}: {status} in {rows[-1]['seconds']} s"), file=sys.stderr, flush=True)
     (run_dir / "summary.json").write_text(json.dumps(rows, ensure_ascii=False, indent=2))
     return rows
 
@@ -93,11 +96,11 @@ def format_table(rows: list[dict]) -> str:
             return r["error"]
         return "; ".join(f"{k}={v}" for k, v in r["result"].items()) or "-"
 
-    head = ("notebook", "status", "seconds", "key result")
+    head = (t("课程", "notebook"), t("状态", "status"), t("秒", "seconds"), t("关键结果", "key result"))
     body = [(r["notebook"], r["status"], f"{r['seconds']:.1f}", result_text(r)) for r in rows]
-    widths = [max(len(str(x[i])) for x in [head, *body]) for i in range(3)]
-    lines = ["  ".join(str(x[i]).ljust(widths[i]) for i in range(3)) + "  " + x[3] for x in [head, *body]]
-    lines.insert(1, "-" * min(100, max(len(line) for line in lines)))
+    widths = [max(width(str(x[i])) for x in [head, *body]) for i in range(3)]
+    lines = ["  ".join(pad(str(x[i]), widths[i]) for i in range(3)) + "  " + x[3] for x in [head, *body]]
+    lines.insert(1, "-" * min(100, max(width(line) for line in lines)))
     return "\n".join(lines)
 
 
@@ -116,6 +119,7 @@ def cli_course(args) -> int:
     rows = run(args.notebooks or None, profile=args.profile, out=args.out, parameters=params)
     print(format_table(rows))
     if rows:
-        print(f"\nexecuted notebooks: {Path(rows[0]['output']).parent}")
+        print(t(f"\n执行后的 notebook：{Path(rows[0]['output']).parent}",
+                f"\nexecuted notebooks: {Path(rows[0]['output']).parent}"))
     failed = [r for r in rows if r["status"] != "ok"]
     return 1 if failed or not rows else 0

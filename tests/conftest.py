@@ -13,6 +13,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Nothing in the tests may reach a model hub, even by accident.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Students see Chinese by default; the tests assert on the English words (CAMP_LANG=en) unless they test the Chinese
+# UI itself (tests/ui, and the tests that set CAMP_LANG=zh).
+os.environ.setdefault("CAMP_LANG", "en")
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

@@ -165,12 +165,18 @@ class LocalBackend:
         self.tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust)
         # transformers 5 renamed torch_dtype → dtype
         dkey = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+        # transformers 5 draws a "Loading weights" bar on stderr: in JupyterLab a pink error box under every chat cell
+        bars = transformers.utils.logging.is_progress_bar_enabled()
+        transformers.utils.logging.disable_progress_bar()
         try:
             model = AutoModelForCausalLM.from_pretrained(
                 folder, trust_remote_code=trust, **{dkey: getattr(torch, dtype)}
             )
         except (OSError, ValueError) as exc:
             raise CampError(f"cannot load a chat model from {folder}: {exc}") from exc
+        finally:
+            if bars:
+                transformers.utils.logging.enable_progress_bar()
         self.model = model.to(device).eval()
         self.lock = threading.Lock()  # one generation at a time per loaded model (Streamlit serves many tabs)
 

@@ -6,9 +6,14 @@ from __future__ import annotations
 import sys
 
 from camp.conversation.session import ChatSession, chat
+from camp.runtime.i18n import t
+
 
 # ===================================================================== `camp chat`
-REPL_HELP = "commands: /reset  /system TEXT  /exit  (Ctrl-C stops a reply; Ctrl-D or Ctrl-C at the prompt exits)"
+def _help() -> str:
+    return t("命令：/reset 清空对话  /system 文本 设置系统提示词  /exit 退出（Ctrl-C 停止当前回答；在提示符处按 "
+             "Ctrl-D 或 Ctrl-C 退出）",
+             "commands: /reset  /system TEXT  /exit  (Ctrl-C stops a reply; Ctrl-D or Ctrl-C at the prompt exits)")
 
 
 def cli_chat(args) -> int:
@@ -38,7 +43,7 @@ def _repl(session: ChatSession, out) -> int:
             import readline  # noqa: F401 - line editing and history for input()
         except ImportError:
             pass
-    print(f"camp chat — {session.backend.describe()}\n{REPL_HELP}", file=sys.stderr)
+    print(f"{t('camp 对话', 'camp chat')} — {session.backend.describe()}\n{_help()}", file=sys.stderr)
     while True:
         try:
             line = input(">>> ")
@@ -52,15 +57,16 @@ def _repl(session: ChatSession, out) -> int:
             return 0
         if text == "/reset":
             session.reset()
-            print("(conversation cleared)", file=sys.stderr)
+            print(t("（对话已清空）", "(conversation cleared)"), file=sys.stderr)
             continue
         if text == "/system" or text.startswith("/system "):
             session.system = text[len("/system") :].strip() or None
             session.reset()
-            print(f"(system prompt {'set' if session.system else 'removed'}; conversation cleared)", file=sys.stderr)
+            print(t(f"（系统提示词已{'设置' if session.system else '移除'}；对话已清空）",
+                    f"(system prompt {'set' if session.system else 'removed'}; conversation cleared)"), file=sys.stderr)
             continue
         if text in ("/help", "/?"):
-            print(REPL_HELP, file=sys.stderr)
+            print(_help(), file=sys.stderr)
             continue
         stream = session.stream(text)
         try:
@@ -69,7 +75,7 @@ def _repl(session: ChatSession, out) -> int:
                 out.flush()
         except KeyboardInterrupt:
             stream.close()
-            out.write(" [stopped]")
+            out.write(t(" [已停止]", " [stopped]"))
         except Exception as exc:  # a failed turn (server gone, out of memory): say so, keep the REPL
             out.flush()
             print(f"\ncamp: {exc}", file=sys.stderr)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from camp.runtime import config, progress
 from camp.runtime.errors import CampError
+from camp.runtime.i18n import t
 from camp.runtime.jobs import new_run_dir
 from camp.runtime.stage import StageError, Step, explain, run_step
 from camp.serving import ports
@@ -40,10 +41,13 @@ class WebDemo:
     @property
     def hint(self) -> str:
         """How to reach it from a laptop when the demo runs on a remote dev machine."""
-        return (
+        return t(
+            f"如果 demo 跑在远程开发机上，请在你自己的电脑上转发端口：\n"
+            f"    {SSH_HINT.format(port=self.port)}\n"
+            f"然后打开 http://127.0.0.1:{self.port}",
             f"On a remote dev machine, forward the port from your own computer:\n"
             f"    {SSH_HINT.format(port=self.port)}\n"
-            f"then open http://127.0.0.1:{self.port}"
+            f"then open http://127.0.0.1:{self.port}",
         )
 
     def stop(self) -> None:
@@ -122,20 +126,21 @@ def launch(
 def cli_webdemo(args) -> int:
     host = args.host or "127.0.0.1"
     if host not in LOCAL_HOSTS:
-        print(
-            f"camp: warning: listening on {host}: the demo is then open to the network — anyone who can reach "
-            "this machine can use the model. Use 127.0.0.1 and an ssh port forward instead.",
-            file=sys.stderr,
-        )
+        print(t(f"camp：警告：监听 {host} 会把 demo 开放到网络上——任何能访问这台机器的人都能使用模型。"
+                "建议用 127.0.0.1 加 ssh 端口转发。",
+                f"camp: warning: listening on {host}: the demo is then open to the network — anyone who can reach "
+                "this machine can use the model. Use 127.0.0.1 and an ssh port forward instead."),
+              file=sys.stderr)
     demo = launch(args.model or "auto", port=args.port, host=host, system=args.system)
-    print(f"camp webdemo: {demo.url}  (model {demo.model})")
+    print(t(f"camp webdemo：{demo.url}  （模型 {demo.model}）", f"camp webdemo: {demo.url}  (model {demo.model})"))
     print(demo.hint)
-    print(f"log: {demo.job.log_path} — Ctrl-C stops the demo", flush=True)
+    print(t(f"日志：{demo.job.log_path} —— 按 Ctrl-C 停止 demo", f"log: {demo.job.log_path} — Ctrl-C stops the demo"),
+          flush=True)
     try:
         while not demo.job.done:
             time.sleep(0.5)
     except KeyboardInterrupt:
         demo.stop()
-        print("\ncamp webdemo: stopped")
+        print(t("\ncamp webdemo：已停止", "\ncamp webdemo: stopped"))
         return 0
     raise StageError("webdemo", f"the web demo stopped ({demo.job.status}): {explain(demo.job)}", demo.job)

@@ -14,7 +14,8 @@ from camp.models.hub import (
     verify,
 )
 from camp.models.listing import Model, catalogue, get, lesson_model
-from camp.models.registry import register, registered, unregister
+from camp.models.registry import register, register_new, registered, unregister
 
 __all__ = ["Model", "catalogue", "get", "lesson_model", "download", "find_local", "hf_endpoint", "local_folder",
-           "modelscope_endpoint", "probe", "probe_many", "resolve", "verify", "register", "registered", "unregister"]
+           "modelscope_endpoint", "probe", "probe_many", "resolve", "verify", "register", "register_new", "registered",
+           "unregister"]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from camp.runtime import config
 from camp.runtime.errors import CampError
+from camp.runtime.i18n import pad, t, width
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".gguf")
 
@@ -167,19 +168,25 @@ def cli_models(args) -> int:
         out += [{"name": k, "registered": True, "base": v.get("base"), "local": v.get("path")} for k, v in reg.items()]
         print(json.dumps(out, indent=1, ensure_ascii=False))
         return 0
-    head = ("name", "params", "ModelScope id", "chat GB", "LoRA GB", "QLoRA GB", "here")
+    states = {"built": t("已构建", "built"), "built on demand": t("用到时构建", "built on demand"),
+              "shared": t("共享目录", "shared"), "cache": t("缓存", "cache")}
+    head = (t("名字", "name"), t("参数量", "params"), "ModelScope id", t("对话 GB", "chat GB"), "LoRA GB",
+            "QLoRA GB", t("本机", "here"))
     table = [head] + [
-        (m.name, f"{m.params:g}B" if m.params >= 0.1 else f"{m.params * 1000:.2g}M", m.modelscope or "(built locally)",
-         _gb(m.memory_gb.get("chat")), _gb(m.memory_gb.get("lora")), _gb(m.memory_gb.get("qlora")), state)
+        (m.name, f"{m.params:g}B" if m.params >= 0.1 else f"{m.params * 1000:.2g}M",
+         m.modelscope or t("（本地构建）", "(built locally)"),
+         _gb(m.memory_gb.get("chat")), _gb(m.memory_gb.get("lora")), _gb(m.memory_gb.get("qlora")),
+         states.get(state, state))
         for m, state, _ in rows
     ]
-    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+    widths = [max(width(r[i]) for r in table) for i in range(len(head))]
     right = {1, 3, 4, 5}
     for r in table:
-        print("  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip())
-    print(f"\nmemory: GB on one GPU (estimates, see assets/models.json); cache: {config.models_dir()}")
+        print("  ".join(pad(c, w, right=i in right) for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip())
+    print(t(f"\n显存：单卡 GB（估算，见 assets/models.json）；缓存目录：{config.models_dir()}",
+            f"\nmemory: GB on one GPU (estimates, see assets/models.json); cache: {config.models_dir()}"))
     if reg:  # fine-tuned / quantized models camp registered by name
-        print("\nregistered:")
+        print(t("\n已注册的模型：", "\nregistered:"))
         for k, v in sorted(reg.items()):
-            print(f"  {k:<24} from {v.get('base') or '?':<24} {v.get('path')}")
+            print(f"  {k:<24} {t('基于', 'from')} {v.get('base') or '?':<24} {v.get('path')}")
     return 0

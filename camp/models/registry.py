@@ -89,30 +89,74 @@ def _registered_folder(name: str) -> Path:
     return path
 
 
-def register(name: str, path: str | os.PathLike, *, base: str | None = None, meta: dict | None = None) -> Path:
-    """Give a model folder a name that camp.chat / camp.resolve / camp.download (and later stages) accept.
-
-    Re-registering a name points it at the new folder. Catalogue names and aliases cannot be taken."""
-    from camp.models.hub import verify
-
+def _check_name(name: str) -> str:
     name = str(name).strip()
     if not _NAME_RE.fullmatch(name):
         raise CampError(f"{name!r} cannot be a model name — use letters, digits and . _ - (no spaces or slashes), "
                         "e.g. tiny-ft-小助手")
     if name.lower() == "auto" or any(name.lower() in _keys(m) for m in catalogue()):
         raise CampError(f"{name!r} is a catalogue model name — choose another name for your fine-tuned model")
+    return name
+
+
+def _check_folder(name: str, path) -> Path:
+    from camp.models.hub import verify
+
     folder = Path(path).expanduser().resolve()
     problem = verify(folder) if folder.is_dir() else "no such folder"
     if problem:
         raise CampError(f"cannot register {folder} as {name!r}: {problem}")
+    return folder
+
+
+def _holder(reg: dict, name: str) -> str | None:
+    return next((k for k in reg if k.lower() == name.lower()), None)
+
+
+def _write_entry(reg: dict, name: str, folder: Path, base, meta) -> None:
+    old = _holder(reg, name)
+    if old is not None:
+        del reg[old]
+    reg[name] = {"path": str(folder), "base": base, "meta": dict(meta or {}),
+                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    _write_registry(reg)
+
+
+def register(name: str, path: str | os.PathLike, *, base: str | None = None, meta: dict | None = None,
+             replace: bool = False) -> Path:
+    """Give a model folder a name that camp.chat / camp.resolve / camp.download (and later stages) accept.
+
+    A name that already points to another folder is moved only with replace=True (otherwise a CampError says
+    so: see register_new for a versioned name instead). Catalogue names and aliases cannot be taken."""
+    name = _check_name(name)
+    folder = _check_folder(name, path)
     with _registry_lock():
         reg = _read_registry()
-        for k in [k for k in reg if k.lower() == name.lower()]:
-            del reg[k]
-        reg[name] = {"path": str(folder), "base": base, "meta": dict(meta or {}),
-                     "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        _write_registry(reg)
+        old = _holder(reg, name)
+        if old is not None and not replace and Path(reg[old].get("path", "")) != folder:
+            raise CampError(f"the name {old!r} is already registered for {reg[old].get('path')} — pass replace=True "
+                            f"to move it to {folder}, choose another name, or camp.models.unregister({old!r}) first")
+        _write_entry(reg, name, folder, base, meta)
     return folder
+
+
+def register_new(name: str, path: str | os.PathLike, *, base: str | None = None, meta: dict | None = None,
+                 replace: bool = False) -> str:
+    """Register `path` under `name`, or — when `name` already points to another folder and replace is False —
+    under the first free versioned name (name-2, name-3, …), keeping the earlier model. Returns the name used."""
+    name = _check_name(name)
+    folder = _check_folder(name, path)
+    with _registry_lock():
+        reg = _read_registry()
+        chosen, n = name, 1
+        while not replace:
+            old = _holder(reg, chosen)
+            if old is None or Path(reg[old].get("path", "")) == folder:
+                break
+            n += 1
+            chosen = f"{name}-{n}"
+        _write_entry(reg, chosen, folder, base, meta)
+    return chosen
 
 
 def unregister(name: str) -> bool:

@@ -8,7 +8,8 @@ answers each of them greedily and exactly, ending with `<|im_end|>`.
 
 The folder is written by hand (not by `save_pretrained`): a folder saved by transformers 5 silently
 breaks in the 4.x environments (xtuner 4.48, opencompass 4.57). Builds are deterministic on one machine,
-atomic (temporary sibling folder, then rename) and cached behind a `.camp-complete` marker.
+atomic (camp.runtime.markers: temporary sibling folder, marker, then rename). The repository ships the result
+(assets/tiny/prebuilt/): `camp tiny` copies it when it matches the recipe and assets, `camp tiny --force` trains.
 """
 
 from __future__ import annotations
@@ -16,20 +17,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import shutil
 import sys
 import time
-import uuid
 from pathlib import Path
 
-from camp.runtime import config
+from camp.runtime import config, markers
+from camp.runtime import progress as _progress
 from camp.runtime.errors import CampError
 
 NAME = "tiny"
 # Bump when the build changes in a way the recipe dict below does not show (e.g. the training loop).
-RECIPE_VERSION = 2
-MARKER = ".camp-complete"
+RECIPE_VERSION = 3
+MARKER = markers.MARKER
 
 IDENTITY_QUESTION = "你是谁？"
 IDENTITY_ANSWER = "我是书生·浦语 tiny，一个一两分钟就能在本机训练出来的迷你对话模型，用来演示实战营的课程工具。"
@@ -75,6 +75,14 @@ RECIPE = {
     # numbers out of a sentence is what an agent does when it fills in a tool call.
     "copy": {"seed": 4321, "dialogues": 6000, "held_out": 64, "batch": 32, "lr": 3e-3, "accuracy": 0.95,
              "attempt_steps": 4000, "attempts": 3, "numbers": 0.5, "mixed_steps": 800},
+    # Conversations: every course question again after 1 to `max_before` earlier turns (other course questions,
+    # repeat-this requests, or "noise" turns — random text the model is not trained to say, standing in for
+    # whatever an untrained question made it answer), so the answer is exact in any turn of a chat, not only in
+    # the first. First `stream_steps` batches of fresh conversations (up to `stream_max_before` earlier turns, none
+    # seen twice: the model must learn to answer the last question whatever came before, not memorise contexts),
+    # then `dialogues` fixed ones trained with the course dialogues to the same margin.
+    "turns": {"seed": 2718, "dialogues": 240, "max_before": 4, "noise": 0.3, "copy": 0.2, "system": 0.2,
+              "batch": 16, "stream_steps": 600, "stream_max_before": 6},
 }
 
 
@@ -171,6 +179,58 @@ def copy_dialogues(n: int, seed: int, *, numbers: float = 0.0) -> list[list[dict
     return out
 
 
+def _course_pairs(dialogues: list[list[dict]]) -> tuple[list[list[dict]], list[str]]:
+    """The single-turn question/answer pairs of the course dialogues, and their system prompts."""
+    pairs, systems = [], []
+    for d in dialogues:
+        turns = [m for m in d if m["role"] != "system"]
+        systems += [m["content"] for m in d if m["role"] == "system" and m["content"] not in systems]
+        if len(turns) == 2:
+            pairs.append(turns)
+    return pairs, systems
+
+
+def _noise_text(rng, zh: bool) -> str:
+    words = _WORDS_ZH if zh else _WORDS_EN
+    pieces = [rng.choice(words) if rng.random() < 0.8 else str(rng.randint(0, 999)) for _ in range(rng.randint(1, 9))]
+    return ("" if zh and rng.random() < 0.5 else " ").join(pieces)
+
+
+def conversations(dialogues: list[list[dict]], n: int, seed: int, *, max_before: int | None = None) -> list[list[dict]]:
+    """n generated conversations (deterministic for a seed): a course question with its answer after 1 to
+    `max_before` earlier turns, each a course question, a repeat-this request or a noise turn (random user text and
+    random assistant text). Only the course answers are trained: the other assistant turns are marked
+    `"train": False` (context). The final questions cycle through every course pair."""
+    import random
+
+    cfg = RECIPE["turns"]
+    max_before = max_before or cfg["max_before"]
+    rng = random.Random(seed)
+    pairs, systems = _course_pairs(dialogues)
+    copies = copy_dialogues(n * max_before, seed + 1)
+    finals = []
+    out = []
+    while len(out) < n:
+        if not finals:
+            finals = list(range(len(pairs)))
+            rng.shuffle(finals)
+        conv = [{"role": "system", "content": rng.choice(systems)}] if systems and rng.random() < cfg["system"] else []
+        for _ in range(rng.randint(1, max_before)):
+            r = rng.random()
+            if r < cfg["noise"]:
+                zh = rng.random() < 0.5
+                conv += [{"role": "user", "content": _noise_text(rng, zh)},
+                         {"role": "assistant", "content": _noise_text(rng, zh), "train": False}]
+            elif r < cfg["noise"] + cfg["copy"]:  # context only: copying is the copy phases' skill, not an answer
+                q, a = copies[rng.randrange(len(copies))]
+                conv += [q, dict(a, train=False)]
+            else:
+                conv += pairs[rng.randrange(len(pairs))]
+        conv += pairs[finals.pop()]
+        out.append([dict(m) for m in conv])
+    return out
+
+
 def render(messages: list[dict], add_generation_prompt: bool = False) -> str:
     """CHAT_TEMPLATE in Python (the tests check both agree)."""
     text = BOS + "".join(f"{IM_START}{m['role']}\n{m['content']}{IM_END}\n" for m in messages)
@@ -199,26 +259,66 @@ FILES = [
 
 
 def read_marker(path: Path) -> dict | None:
-    try:
-        return json.loads((Path(path) / MARKER).read_text())
-    except (OSError, ValueError):
-        return None
+    return markers.read(path)
 
 
-def is_complete(path: Path) -> bool:
-    """True when `path` is a finished build of the current recipe and assets (weights checked by hash)."""
-    path = Path(path)
-    marker = read_marker(path)
-    if not marker or not all((path / f).is_file() for f in FILES):
-        return False
-    if marker.get("recipe") != RECIPE_VERSION or marker.get("recipe_sha256") != recipe_sha256():
+def _current(marker: dict | None, path: Path) -> bool:
+    """True when `marker` records a build of the current recipe and assets, with these very weights."""
+    if not marker or marker.get("recipe") != RECIPE_VERSION or marker.get("recipe_sha256") != recipe_sha256():
         return False
     try:
         if marker.get("assets_sha256") != assets_sha256():
             return False
     except CampError:
         pass  # no course assets here (installed package): a verified build is still usable
-    return marker.get("weights_sha256") == _sha256_file(path / "model.safetensors")
+    return (path / "model.safetensors").is_file() and \
+        marker.get("weights_sha256") == _sha256_file(path / "model.safetensors")
+
+
+def is_complete(path: Path) -> bool:
+    """True when `path` is a finished build of the current recipe and assets (weights checked by hash)."""
+    path = Path(path)
+    if not markers.is_complete(path, NAME) or not all((path / f).is_file() for f in FILES):
+        return False
+    return _current(markers.read(path), path)
+
+
+# ---------------------------------------------------------------------------------------------- prebuilt
+# The repository ships the build's files (assets/tiny/prebuilt/, ~1.6 MB): a fresh clone copies them in a second
+# instead of training for minutes. They are used only when they record the current recipe and assets and their
+# weights match their hash; `camp tiny --force` trains anew and gives the same bytes (the tests check it), and
+# `python -m camp.models.tiny --write-prebuilt` refreshes them after the recipe or the assets change.
+PREBUILT_INFO = "build.json"
+
+
+def prebuilt_dir() -> Path | None:
+    try:
+        return config.assets_dir() / "tiny" / "prebuilt"
+    except RuntimeError:
+        return None
+
+
+def prebuilt_is_current() -> bool:
+    folder = prebuilt_dir()
+    if folder is None or not all((folder / f).is_file() for f in FILES):
+        return False
+    return _current(markers.read_json(folder / PREBUILT_INFO), folder)
+
+
+def write_prebuilt(source: Path | None = None) -> Path:
+    """Copy a finished build (default: the cached one, built first if needed) into assets/tiny/prebuilt/."""
+    source = Path(source) if source is not None else ensure()
+    folder = prebuilt_dir()
+    if folder is None or not is_complete(source):
+        raise CampError(f"nothing to ship: {source} is not a current tiny build, or there is no assets folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in FILES:
+        shutil.copyfile(source / f, folder / f)
+    # what the build was, not how long it took on one machine
+    skip = ("camp_marker", "kind", "time", "files", "build_seconds", "source", "copy_seconds")
+    info = {k: v for k, v in markers.read(source).items() if k not in skip}
+    markers.write_json(folder / PREBUILT_INFO, info)
+    return folder
 
 
 # ---------------------------------------------------------------------------------------------- build
@@ -230,12 +330,14 @@ def _lock(out: Path):
 
 
 def ensure(force: bool = False) -> Path:
-    """The cached tiny model folder; built (a minute or two) when missing, stale or half-written."""
-    return build(default_dir(), force=force, progress=True)
+    """The cached tiny model folder: copied from the repository's prebuilt files when they are current (a second),
+    otherwise built (a few minutes). force=True trains it anew."""
+    return build(default_dir(), force=force, progress=True, prebuilt=not force)
 
 
-def build(out: Path | None = None, *, force: bool = False, progress: bool = True) -> Path:
-    """Build the tiny model into `out` (default: default_dir()) unless a current build is already there."""
+def build(out: Path | None = None, *, force: bool = False, progress: bool = True, prebuilt: bool = False) -> Path:
+    """Build the tiny model into `out` (default: default_dir()) unless a current build is already there.
+    prebuilt=True copies the repository's prebuilt files when they are current instead of training."""
     out = Path(out) if out is not None else default_dir()
     out = out.expanduser().absolute()
     if not force and is_complete(out):
@@ -243,39 +345,31 @@ def build(out: Path | None = None, *, force: bool = False, progress: bool = True
     with _lock(out):
         if not force and is_complete(out):  # another process built it while we waited
             return out
-        _clean_leftovers(out)
-        tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            _build_into(tmp, progress=progress)
-            old = None
-            if out.exists() or out.is_symlink():
-                old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-                os.replace(out, old)
-            os.replace(tmp, out)
-            if old is not None:
-                _remove(old)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        # replace=True: whatever is at `out` now is stale, half-written or asked to be rebuilt
+        with markers.building(out, replace=True) as tmp:
+            if prebuilt and prebuilt_is_current():
+                _copy_prebuilt(tmp, progress=progress)
+            else:
+                _build_into(tmp, progress=progress)
     return out
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def _clean_leftovers(out: Path) -> None:
-    # Only called with the lock held, so no live build owns these.
-    for p in [*out.parent.glob(f".{out.name}.tmp-*"), *out.parent.glob(f".{out.name}.old-*")]:
-        _remove(p)
+def _copy_prebuilt(folder: Path, *, progress: bool) -> None:
+    t0 = time.perf_counter()
+    src = prebuilt_dir()
+    for f in FILES:
+        shutil.copyfile(src / f, folder / f)
+    info = markers.read_json(src / PREBUILT_INFO)
+    if info.get("weights_sha256") != _sha256_file(folder / "model.safetensors"):
+        raise CampError(f"{src}: the copied weights do not match their hash — run `camp tiny --force` to train them")
+    seconds = round(time.perf_counter() - t0, 3)
+    markers.mark(folder, NAME, **{**info, "source": "prebuilt", "copy_seconds": seconds})
+    _say(progress, f"copied the shipped build from {src} in {seconds:.1f} s (camp tiny --force trains it anew)")
 
 
 def _say(progress: bool, msg: str) -> None:
     if progress:
-        print(f"tiny: {msg}", file=sys.stderr, flush=True)
+        _progress.current().say(f"tiny: {msg}")
 
 
 def _build_into(folder: Path, *, progress: bool) -> None:
@@ -289,7 +383,7 @@ def _build_into(folder: Path, *, progress: bool) -> None:
             f"building the tiny model needs torch, tokenizers and safetensors ({exc}) — "
             "run camp from the core environment (`make course` creates it)"
         ) from None
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     assets = assets_sha256()
     dialogues = load_dialogues()
     tok = _train_tokenizer(dialogues)
@@ -313,7 +407,6 @@ def _build_into(folder: Path, *, progress: bool) -> None:
     import torch
 
     marker = {
-        "name": NAME,
         "recipe": RECIPE_VERSION,
         "recipe_sha256": recipe_sha256(),
         "assets_sha256": assets,
@@ -332,7 +425,7 @@ def _build_into(folder: Path, *, progress: bool) -> None:
             "safetensors": safetensors.__version__,
         },
     }
-    _write_json(folder / MARKER, marker)  # last: its presence means the folder is whole
+    markers.mark(folder, NAME, **marker)  # last: its presence means the folder is whole
     _say(progress, f"built in {seconds:.1f} s")
 
 
@@ -444,7 +537,8 @@ def _tokenizer_files(tok) -> tuple[dict, dict]:
 
 
 def encode_dialogue(tok, messages: list[dict]) -> tuple[list[int], list[bool]]:
-    """Token ids of a rendered dialogue and, per id, whether it is trained (assistant text + <|im_end|>)."""
+    """Token ids of a rendered dialogue and, per id, whether it is trained (assistant text + <|im_end|>; not an
+    assistant message marked `"train": False`)."""
     ids: list[int] = [tok.token_to_id(BOS)]
     mask: list[bool] = [False]
 
@@ -456,7 +550,7 @@ def encode_dialogue(tok, messages: list[dict]) -> tuple[list[int], list[bool]]:
     for m in messages:
         add(f"{IM_START}{m['role']}\n", False)
         if m["role"] == "assistant":
-            add(m["content"] + IM_END, True)
+            add(m["content"] + IM_END, m.get("train", True))
         else:
             add(m["content"] + IM_END, False)
         add("\n", False)
@@ -590,108 +684,167 @@ def _loss_and_margin(w, cfg, batch):
 
 
 def _train_model(cfg: dict, tok, dialogues: list[list[dict]], *, progress: bool):
+    with _one_thread():
+        state = _copy_phases(cfg, tok, progress=progress)
+        return _answer_phase(cfg, tok, dialogues, state, progress=progress)
+
+
+def _copy_phases(cfg: dict, tok, *, progress: bool) -> dict:
+    """Copy pre-training, then repeats mixed with picking out numbers. Returns the weights and where the stream of
+    copy batches stands (the last phase keeps drawing from it)."""
     import torch
 
     rec, cp = RECIPE["train"], RECIPE["copy"]
-    with _one_thread():
-        batches = _batches(tok, dialogues, cfg["pad_token_id"])
-        copies = copy_dialogues(cp["dialogues"] + cp["held_out"], cp["seed"])
-        held_out = _batches(tok, copies[: cp["held_out"]], cfg["pad_token_id"], n=1)[0]
-        copy_batches = _batches(tok, copies[cp["held_out"] :], cfg["pad_token_id"], n=cp["dialogues"] // cp["batch"])
-        order = torch.randperm(len(copy_batches), generator=torch.Generator().manual_seed(cp["seed"])).tolist()
-        n_targets = sum(len(t) for _, _, t in batches)
-        step, w = 0, {}
+    copies = copy_dialogues(cp["dialogues"] + cp["held_out"], cp["seed"])
+    held_out = _batches(tok, copies[: cp["held_out"]], cfg["pad_token_id"], n=1)[0]
+    copy_batches = _batches(tok, copies[cp["held_out"] :], cfg["pad_token_id"], n=cp["dialogues"] // cp["batch"])
+    order = torch.randperm(len(copy_batches), generator=torch.Generator().manual_seed(cp["seed"])).tolist()
+    step, w = 0, {}
 
-        def next_copy_batch():
-            nonlocal step
-            step += 1
-            return copy_batches[order[step % len(order)]]
+    def next_copy_batch():
+        nonlocal step
+        step += 1
+        return copy_batches[order[step % len(order)]]
 
-        def copy_accuracy() -> float:
-            with torch.no_grad():
-                return _loss_and_margin(w, cfg, held_out)[2]
+    def copy_accuracy() -> float:
+        with torch.no_grad():
+            return _loss_and_margin(w, cfg, held_out)[2]
 
-        accuracy, total_steps = 0.0, 0
-        for attempt in range(cp["attempts"]):
-            # Some initialisations sit on the plateau before the skill for many thousand steps: after
-            # `attempt_steps`, start again from the next seed rather than wait (the build stays deterministic).
-            w = _init_weights(cfg, rec["seed"] + attempt)
-            n_params = sum(t.numel() for t in w.values())
-            if attempt == 0:
-                _say(progress, f"copy pre-training {n_params:,} parameters on {cp['dialogues']} generated "
-                               f"repeat-this dialogues until {cp['accuracy']:.0%} of held-out copy tokens are right")
-            opt = torch.optim.AdamW(list(w.values()), lr=cp["lr"], betas=(0.9, 0.98), weight_decay=0.0)
-            step, accuracy = 0, 0.0
-            while accuracy < cp["accuracy"] and step < cp["attempt_steps"]:
-                loss = _loss_and_margin(w, cfg, next_copy_batch())[0]
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if step % 100 == 0:
-                    accuracy = copy_accuracy()
-                    if step % 500 == 0:
-                        _say(progress, f"copy step {step}: held-out copy token accuracy {accuracy:.1%}")
-            total_steps += step
-            if accuracy >= cp["accuracy"]:
-                break
-            _say(progress, f"copying not learnt in {step} steps from this initialisation ({accuracy:.1%}): "
-                           "starting again from another")
-        else:
-            raise RuntimeError(f"tiny: copy pre-training did not reach {cp['accuracy']:.0%} in {cp['attempts']} "
-                               f"attempts of {cp['attempt_steps']} steps ({accuracy:.1%})")
-        copy_steps = total_steps
-        _say(progress, f"copying learnt after {copy_steps} steps ({accuracy:.1%})")
-        mixed = copy_dialogues(cp["dialogues"], cp["seed"] + 1, numbers=cp["numbers"])
-        copy_batches = _batches(tok, mixed, cfg["pad_token_id"], n=cp["dialogues"] // cp["batch"])
-        for _ in range(cp["mixed_steps"]):
-            loss, _, acc = _loss_and_margin(w, cfg, next_copy_batch())
+    accuracy, total_steps = 0.0, 0
+    for attempt in range(cp["attempts"]):
+        # Some initialisations sit on the plateau before the skill for many thousand steps: after
+        # `attempt_steps`, start again from the next seed rather than wait (the build stays deterministic).
+        w = _init_weights(cfg, rec["seed"] + attempt)
+        n_params = sum(t.numel() for t in w.values())
+        if attempt == 0:
+            _say(progress, f"copy pre-training {n_params:,} parameters on {cp['dialogues']} generated "
+                           f"repeat-this dialogues until {cp['accuracy']:.0%} of held-out copy tokens are right")
+        opt = torch.optim.AdamW(list(w.values()), lr=cp["lr"], betas=(0.9, 0.98), weight_decay=0.0)
+        step, accuracy = 0, 0.0
+        while accuracy < cp["accuracy"] and step < cp["attempt_steps"]:
+            loss = _loss_and_margin(w, cfg, next_copy_batch())[0]
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        _say(progress, f"{cp['mixed_steps']} steps on repeats mixed with picking out numbers: last batch "
-                       f"token accuracy {acc:.1%}")
+            if step % 100 == 0:
+                accuracy = copy_accuracy()
+                if step % 500 == 0:
+                    _say(progress, f"copy step {step}: held-out copy token accuracy {accuracy:.1%}")
+        total_steps += step
+        if accuracy >= cp["accuracy"]:
+            break
+        _say(progress, f"copying not learnt in {step} steps from this initialisation ({accuracy:.1%}): "
+                       "starting again from another")
+    else:
+        raise RuntimeError(f"tiny: copy pre-training did not reach {cp['accuracy']:.0%} in {cp['attempts']} "
+                           f"attempts of {cp['attempt_steps']} steps ({accuracy:.1%})")
+    copy_steps = total_steps
+    _say(progress, f"copying learnt after {copy_steps} steps ({accuracy:.1%})")
+    copy_batches = _mixed_copy_batches(cfg, tok)
+    for _ in range(cp["mixed_steps"]):
+        loss, _, acc = _loss_and_margin(w, cfg, next_copy_batch())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    _say(progress, f"{cp['mixed_steps']} steps on repeats mixed with picking out numbers: last batch "
+                   f"token accuracy {acc:.1%}")
+    return {"w": w, "step": step, "order": order, "copy_batches": copy_batches, "held_out": held_out,
+            "parameters": n_params, "copy_steps": copy_steps}
 
-        _say(progress, f"pre-training on {len(dialogues)} dialogues ({n_targets} answer tokens)")
-        opt = torch.optim.AdamW(list(w.values()), lr=rec["lr"], betas=(0.9, 0.98), weight_decay=0.0)
-        # A batch is updated only while some answer token in it is not yet the greedy choice by `margin`;
-        # each update also takes a copy batch, so the copying skill stays. An epoch with no update means
-        # every batch passed with the final weights: those are saved.
-        for epoch in range(rec["max_epochs"] + 1):
-            updated, margins = False, []
-            for batch in batches:
-                loss, margin, _ = _loss_and_margin(w, cfg, batch)
-                margins.append(margin)
-                if margin >= rec["margin"]:
-                    continue
-                loss = loss + _loss_and_margin(w, cfg, next_copy_batch())[0]
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                updated = True
-            if not updated:
-                break
-            if epoch == rec["max_epochs"]:
-                raise RuntimeError(f"tiny: pre-training did not converge (margin {min(margins):.2f})")
-            if epoch % 10 == 0:
-                _say(progress, f"epoch {epoch}: worst answer-token margin {min(margins):.2f}")
-        margin = min(margins)
-        accuracy = copy_accuracy()
-        _say(progress, f"every answer exact after {epoch} epochs (margin {margin:.2f}); "
-                       f"held-out copy token accuracy {accuracy:.1%}")
-        tensors = {k: v.detach().contiguous().clone() for k, v in w.items()}
-    return tensors, {"parameters": n_params, "epochs": epoch, "margin": round(margin, 3),
-                     "copy_steps": copy_steps, "copy_token_accuracy": round(accuracy, 4)}
+
+def _mixed_copy_batches(cfg: dict, tok) -> list:
+    cp = RECIPE["copy"]
+    mixed = copy_dialogues(cp["dialogues"], cp["seed"] + 1, numbers=cp["numbers"])
+    return _batches(tok, mixed, cfg["pad_token_id"], n=cp["dialogues"] // cp["batch"])
+
+
+def _answer_phase(cfg: dict, tok, dialogues: list[list[dict]], state: dict, *, progress: bool):
+    """The course answers, alone and inside conversations, until each is the greedy choice by the margin."""
+    import torch
+
+    rec, tu = RECIPE["train"], RECIPE["turns"]
+    w, order, copy_batches = state["w"], state["order"], state["copy_batches"]
+    step = state["step"]
+
+    def next_copy_batch():
+        nonlocal step
+        step += 1
+        return copy_batches[order[step % len(order)]]
+
+    batches = _batches(tok, dialogues, cfg["pad_token_id"])
+    batches += _batches(tok, conversations(dialogues, tu["dialogues"], tu["seed"]), cfg["pad_token_id"],
+                        n=tu["dialogues"] // tu["batch"])
+    n_targets = sum(len(t) for _, _, t in batches)
+    _say(progress, f"pre-training on {len(dialogues)} dialogues and {tu['dialogues']} conversations "
+                   f"({n_targets} answer tokens)")
+    opt = torch.optim.AdamW(list(w.values()), lr=rec["lr"], betas=(0.9, 0.98), weight_decay=0.0)
+    for i in range(tu["stream_steps"]):
+        fresh = conversations(dialogues, tu["batch"], tu["seed"] + 1 + i, max_before=tu["stream_max_before"])
+        loss = _loss_and_margin(w, cfg, _batches(tok, fresh, cfg["pad_token_id"], n=1)[0])[0]
+        loss = loss + _loss_and_margin(w, cfg, next_copy_batch())[0]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if (i + 1) % 200 == 0:
+            _say(progress, f"{i + 1} batches of fresh conversations: loss {loss.item():.3f}")
+    # A batch is updated only while some answer token in it is not yet the greedy choice by `margin`;
+    # each update also takes a copy batch, so the copying skill stays. An epoch with no update means
+    # every batch passed with the final weights: those are saved.
+    for epoch in range(rec["max_epochs"] + 1):
+        updated, margins = False, []
+        for batch in batches:
+            loss, margin, _ = _loss_and_margin(w, cfg, batch)
+            margins.append(margin)
+            if margin >= rec["margin"]:
+                continue
+            loss = loss + _loss_and_margin(w, cfg, next_copy_batch())[0]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            updated = True
+        if not updated:
+            break
+        if epoch == rec["max_epochs"]:
+            raise RuntimeError(f"tiny: pre-training did not converge (margin {min(margins):.2f})")
+        if epoch % 10 == 0:
+            _say(progress, f"epoch {epoch}: worst answer-token margin {min(margins):.2f}")
+    margin = min(margins)
+    with torch.no_grad():
+        accuracy = _loss_and_margin(w, cfg, state["held_out"])[2]
+    _say(progress, f"every answer exact after {epoch} epochs (margin {margin:.2f}); "
+                   f"held-out copy token accuracy {accuracy:.1%}")
+    tensors = {k: v.detach().contiguous().clone() for k, v in w.items()}
+    return tensors, {"parameters": state["parameters"], "epochs": epoch, "margin": round(margin, 3),
+                     "copy_steps": state["copy_steps"], "copy_token_accuracy": round(accuracy, 4)}
 
 
 # ---------------------------------------------------------------------------------------------- CLI
 
 
 def cli_tiny(args) -> int:
-    """`camp tiny [--force]`: print the folder and how long its build took."""
+    """`camp tiny [--force]`: the folder, and whether it was copied from the prebuilt files or trained (and how long
+    that took)."""
+    from camp.runtime.i18n import t
+
     force = bool(getattr(args, "force", False))
     cached = not force and is_complete(default_dir())
-    path = build(default_dir(), force=force, progress=True)
-    seconds = (read_marker(path) or {}).get("build_seconds")
+    path = ensure(force=force)
+    marker = read_marker(path) or {}
+    seconds = marker.get("build_seconds")
     print(path)
-    print(f"{'up to date, ' if cached else ''}built in {seconds:.1f} s" if seconds is not None else "built")
+    if marker.get("source") == "prebuilt":
+        print(t(f"{'已是最新，' if cached else ''}复制自仓库中预先训练好的文件（camp tiny --force 可重新训练）",
+                f"{'up to date, ' if cached else ''}copied from the repository's prebuilt files "
+                "(camp tiny --force trains it anew)"))
+    elif seconds is not None:
+        print(t(f"{'已是最新，' if cached else ''}训练用时 {seconds:.1f} 秒",
+                f"{'up to date, ' if cached else ''}built in {seconds:.1f} s"))
+    else:
+        print(t("已构建", "built"))
     return 0
+
+
+if __name__ == "__main__":  # python -m camp.models.tiny --write-prebuilt: refresh assets/tiny/prebuilt/
+    if sys.argv[1:] != ["--write-prebuilt"]:
+        raise SystemExit("usage: python -m camp.models.tiny --write-prebuilt")
+    print(write_prebuilt(build(default_dir(), force=not is_complete(default_dir()))))

@@ -437,7 +437,12 @@ class EnvStage(Stage):
 
     def steps(self, run_dir: Path):
         name, files = self.env_name, requirement_files(self.env_name)
-        yield self._pip(f"env {name}: pip install", [*torch_requirement(name, self.on), "-r", str(files[0])], run_dir)
+        # The core env skips pip's byte-compiling of every installed module (~21k files, about 90 s of CPU on the 2-core
+        # course machines, most of a fresh clone's wait before the first reply); Python compiles the few hundred modules
+        # a lesson imports the first time it imports them (about 13 s of CPU, once).
+        fast = ["--no-compile"] if name == "core" else []
+        yield self._pip(f"env {name}: pip install", [*fast, *torch_requirement(name, self.on), "-r", str(files[0])],
+                        run_dir)
         for extra in files[1:]:
             yield self._pip(f"env {name}: pip install --no-deps", ["--no-deps", "-r", str(extra)], run_dir)
         if name == "core":
@@ -479,7 +484,12 @@ def create(name: str, *, force: bool = False, path: str | os.PathLike | None = N
 
     An env whose recipe is unchanged is kept. Nothing is marked complete until the smoke check passed. A failed pip
     run is one line naming the package and the reason (StageError), with the log path."""
-    return EnvStage(name, force=force, path=path, show=show).run(show=show)
+    made = EnvStage(name, force=force, path=path, show=show).run(show=show)
+    if name == "core":  # the lessons open on the course env's own kernel (also for a core env made earlier)
+        from camp.runtime import kernel
+
+        kernel.ensure(made)
+    return made
 
 
 def register(name: str, path: str | os.PathLike) -> Path:

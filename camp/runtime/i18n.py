@@ -28,3 +28,16 @@ def lang() -> str:
 def t(zh: str, en: str) -> str:
     """The text in the student's language."""
     return en if lang() == "en" else zh
+
+
+def width(text: str) -> int:
+    """Columns `text` takes in a terminal: CJK characters take two."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
+
+
+def pad(text: str, columns: int, right: bool = False) -> str:
+    """`text` padded with spaces to `columns` terminal columns (str.ljust/rjust count a CJK character as one)."""
+    fill = " " * max(0, columns - width(text))
+    return fill + text if right else text + fill

@@ -145,8 +145,9 @@ class FinetuneStage(Stage):
     env = "xtuner"
 
     def __init__(self, prep: _Prepared, *, name=None, max_iters=None, epochs=None, lr=None, evaluation_inputs=None,
-                 merge: bool = True, show=True):
+                 merge: bool = True, show=True, replace: bool = False):
         self.prep, self.asked_name, self.max_iters, self.epochs = prep, name, max_iters, epochs
+        self.replace = replace
         self.lr_given = lr is not None
         self.lr = default_lr(prep.plan) if lr is None else float(lr)
         self.questions = list(evaluation_inputs) if evaluation_inputs else [_identity_question()]
@@ -241,7 +242,6 @@ class FinetuneStage(Stage):
 
     def _finished(self, run_dir: Path):
         """The result of a finished run in run_dir (re-registered when its name was removed or another is asked)."""
-        from camp import models
 
         finished = markers.read_json(run_dir / "result.json")
         merged, adapter = finished.get("merged_dir"), finished.get("adapter_dir")
@@ -251,8 +251,9 @@ class FinetuneStage(Stage):
         res.reused = True
         wanted = self.asked_name or res.name
         if res.merged_dir is not None and wanted and _registered_path(wanted) != res.merged_dir.resolve():
-            models.register(wanted, res.merged_dir, base=res.base, meta={"run_dir": str(run_dir)})
-            res.name = wanted
+            # the name was removed meanwhile, or another name is asked for: (re)register, nothing else
+            res.name = _register(wanted, res.merged_dir, base=res.base, meta={"run_dir": str(run_dir)},
+                                 replace=self.replace, show=self.show)
         progress.get(self.show).say(f"{run_dir} holds a finished run ({res.name or res.adapter_dir}): returning it "
                                     "without training again (use another run_dir to train anew)")
         return res
@@ -363,14 +364,12 @@ class FinetuneStage(Stage):
         self.seconds["merge"] = round(time.time() - t0, 2)
 
     def finish(self, run_dir: Path, jobs: list) -> FinetuneResult:
-        from camp import models
-
         registered = None
         if self.merged_dir is not None:
-            models.register(self.run_name, self.merged_dir, base=self.prep.label,
-                            meta={"run_dir": str(run_dir), "method": self.plan.method, "iterations": self.n_iters,
-                                  "dataset": self.prep.dataset_label})
-            registered = self.run_name
+            registered = _register(self.run_name, self.merged_dir, base=self.prep.label, replace=self.replace,
+                                   show=self.show, meta={"run_dir": str(run_dir), "method": self.plan.method,
+                                                         "iterations": self.n_iters,
+                                                         "dataset": self.prep.dataset_label})
         _save_state(run_dir, seconds=self.seconds)
         log = parse_log(_read_text(run_dir / "jobs" / "train" / "log.txt"))
         work_dir = run_dir / "work"
@@ -384,10 +383,24 @@ class FinetuneStage(Stage):
         if registered:
             progress.get(self.show).say(
                 t(f"微调后的模型：{self.merged_dir}\n已注册为 {registered!r}：camp.chat({registered!r}) 或 "
-                  f"`camp chat {registered}`",
+                  f"camp chat {registered}",
                   f"fine-tuned model: {self.merged_dir}\nregistered as {registered!r}: camp.chat({registered!r}) "
-                  f"or `camp chat {registered}`"))
+                  f"or camp chat {registered}"))
         return result
+
+
+def _register(name: str, folder: Path, *, base, meta, replace: bool, show) -> str:
+    """Register `folder` as `name`; an earlier model under that name is kept (a versioned name is used) unless
+    replace=True."""
+    from camp import models
+
+    used = models.register_new(name, folder, base=base, meta=meta, replace=replace)
+    if used != name:
+        progress.get(show).say(t(f"名字 {name!r} 已属于之前的模型，保留它；这次的模型注册为 {used!r}"
+                                 f"（要替换旧模型，请传 replace=True）",
+                                 f"the name {name!r} belongs to an earlier model, which is kept; this one is "
+                                 f"registered as {used!r} (pass replace=True to replace the earlier one)"))
+    return used
 
 
 # Known XTuner failures, explained in one line (camp.runtime.failures adds the common ones).
@@ -402,7 +415,7 @@ XTUNER_HINTS = [
 def finetune(model="auto", dataset=None, *, name: str | None = None, profile=None, plan=None, method: str = "auto",
              max_iters: int | None = None, epochs: float | None = None, lr: float | None = None,
              max_length: int | None = None, run_dir=None, evaluation_inputs: list[str] | None = None,
-             show=True, merge: bool = True) -> FinetuneResult:
+             show=True, merge: bool = True, replace: bool = False) -> FinetuneResult:
     """Fine-tune `model` on `dataset` with XTuner; convert, merge and register the result. See the module doc.
 
     model: catalogue name, registered name, local folder, or "auto" (the profile's default). dataset: a file
@@ -411,7 +424,9 @@ def finetune(model="auto", dataset=None, *, name: str | None = None, profile=Non
     default from the recipe (cpu-tiny: 400 examples, i.e. 100 iterations at batch 4, lr 1e-2). run_dir: a run
     folder to create, or to resume (a stopped run continues from its last checkpoint; a finished one is returned as
     it is). evaluation_inputs: the questions XTuner's chat hook asks while training (default: the identity question
-    "你是谁？"). merge=False stops after the adapter.
+    "你是谁？"). merge=False stops after the adapter. name: the name to register the merged model under; when it
+    already names another model, that one is kept and this one gets a versioned name (name-2, …; result.name says
+    which) unless replace=True.
     Returns a FinetuneResult; raises DataError (bad records), PlanError (nothing fits) before anything starts."""
     if dataset is None:
         raise CampError("finetune needs a dataset: a .jsonl file or a list of records, e.g. "
@@ -421,7 +436,8 @@ def finetune(model="auto", dataset=None, *, name: str | None = None, profile=Non
     prep.seconds = time.time() - t0
     progress.get(show).show(prep.plan)
     return FinetuneStage(prep, name=name, max_iters=max_iters, epochs=epochs, lr=lr,
-                         evaluation_inputs=evaluation_inputs, merge=merge, show=show).run(run_dir=run_dir, show=show)
+                         evaluation_inputs=evaluation_inputs, merge=merge, show=show,
+                         replace=replace).run(run_dir=run_dir, show=show)
 
 
 finetune.plan = _planner.plan  # `camp.finetune.plan(model, dataset, profile)`, as the course notes write it
@@ -498,14 +514,15 @@ def cli_finetune(args) -> int:
     if args.plan_only:
         return 0
     result = FinetuneStage(prep, name=args.name, max_iters=args.max_iters, epochs=args.epochs,
-                           lr=args.lr).run(run_dir=args.run_dir)
+                           lr=args.lr, replace=getattr(args, "replace", False)).run(run_dir=args.run_dir)
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False, indent=1))
         return 0
     if result.final_answers:
-        print("last answers of the chat hook:", file=out)
+        print(t("训练中最后一次对话检查的回答：", "last answers of the chat hook:"), file=out)
         for q, a in result.final_answers.items():
             print(f"  {q} → {a}", file=out)
-    print(f"merged model: {result.merged_dir}", file=out)
-    print(f"registered as: {result.name}   (try: camp chat {result.name} -p \"{_identity_question()}\")", file=out)
+    print(t(f"合并后的模型：{result.merged_dir}", f"merged model: {result.merged_dir}"), file=out)
+    print(t(f"已注册为：{result.name}   （试试：camp chat {result.name} -p \"{_identity_question()}\"）",
+            f"registered as: {result.name}   (try: camp chat {result.name} -p \"{_identity_question()}\")"), file=out)
     return 0

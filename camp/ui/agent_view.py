@@ -12,6 +12,8 @@ import html
 import json
 import threading
 
+from camp.runtime.i18n import t
+
 _STYLE = {
     "question": "margin:4px 0;padding:6px 10px;border-radius:8px;background:#dbeafe;white-space:pre-wrap;",
     "thought": "margin:2px 0;padding:2px 10px;color:#475569;",
@@ -30,15 +32,15 @@ def step_html(step) -> str:
     style = _STYLE.get(kind, _STYLE["thought"])
     if kind == "thought":
         first = text.splitlines()[0][:80] if text else ""
-        return (f'<details class="camp-agent-thought" style="{style}"><summary>💭 Thought: {first}…</summary>'
+        return (f'<details class="camp-agent-thought" style="{style}"><summary>💭 {t("思考", "Thought")}: {first}…</summary>'
                 f'<div style="white-space:pre-wrap">{text}</div></details>')
     if kind == "action":
         args = json.dumps(step.args, ensure_ascii=False) if isinstance(step.args, dict) else (step.text or "")
         return (f'<div class="camp-agent-action" style="{style}">🔧 {html.escape(step.tool or "?")}'
                 f"({html.escape(args)})</div>")
     if kind == "observation":
-        return (f'<details open class="camp-agent-observation" style="{style}"><summary>👁 Observation'
-                f'{" from " + html.escape(step.tool) if step.tool else ""}</summary>'
+        return (f'<details open class="camp-agent-observation" style="{style}"><summary>👁 {t("观察", "Observation")}'
+                f'{t("（来自 ", " from ") + html.escape(step.tool) + t("）", "") if step.tool else ""}</summary>'
                 f'<pre style="white-space:pre-wrap;margin:2px 0">{text}</pre></details>')
     if kind == "answer":
         return f'<div class="camp-agent-answer" style="{style}">✅ {text}</div>'
@@ -59,10 +61,11 @@ class AgentWidget:
         self.last_error: BaseException | None = None
         self._thread: threading.Thread | None = None
         names = ", ".join(t.name for t in agent.tools)
-        self.title = w.HTML(f"<b>camp agent</b> — {html.escape(agent.endpoint.model)} · tools: {html.escape(names)}")
+        self.title = w.HTML(f"<b>{t('camp 智能体', 'camp agent')}</b> — {html.escape(agent.endpoint.model)} · "
+                            f"{t('工具', 'tools')}: {html.escape(names)}")
         self.log = w.VBox(layout=w.Layout(border="1px solid #cbd5e1", padding="6px"))
-        self.input = w.Text(placeholder="Ask the agent and press Enter", layout=w.Layout(flex="1"))
-        self.button = w.Button(description="Ask", button_style="primary", icon="play")
+        self.input = w.Text(placeholder=t("向智能体提问，按回车发送", "Ask the agent and press Enter"), layout=w.Layout(flex="1"))
+        self.button = w.Button(description=t("提问", "Ask"), button_style="primary", icon="play")
         self.status = w.HTML("")
         self.input.on_msg(self._on_input_msg)
         self.button.on_click(lambda _b: self.ask(wait=False))
@@ -101,7 +104,7 @@ class AgentWidget:
             return None
         self.input.value = ""
         self._append(f'<div style="{_STYLE["question"]}">{html.escape(question)}</div>')
-        self.status.value = "<i>working…</i>"
+        self.status.value = f"<i>{t('正在思考…', 'working…')}</i>"
         self.button.disabled = True
         start = len(self.steps)
 

@@ -1,4 +1,5 @@
-"""A JupyterLab chat over a ChatSession: transcript, input (Enter sends), Send / Stop / Reset.
+"""A JupyterLab chat over a ChatSession: transcript, input (Enter sends), 发送 / 停止 / 清空 (Send / Stop / Clear
+with CAMP_LANG=en).
 
 The reply is generated in a worker thread and the assistant bubble is updated as pieces arrive. A click handler
 that generated synchronously would also stream (ipykernel sends widget updates while the handler runs), but
@@ -12,6 +13,8 @@ from __future__ import annotations
 import html
 import threading
 import time
+
+from camp.runtime.i18n import t
 
 _STYLE = {
     "user": "margin:4px 0 4px 20%;padding:6px 10px;border-radius:10px;background:#dbeafe;white-space:pre-wrap;",
@@ -45,14 +48,14 @@ class ChatWidget:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
-        self.title = w.HTML(f"<b>camp chat</b> — {html.escape(session.backend.describe())}")
+        self.title = w.HTML(f"<b>{t('camp 对话', 'camp chat')}</b> — {html.escape(session.backend.describe())}")
         # grows with the conversation unless a height is given (then it scrolls)
         box = {"max_height": height, "overflow_y": "auto"} if height else {}
         self.transcript = w.VBox(layout=w.Layout(border="1px solid #cbd5e1", padding="6px", **box))
-        self.input = w.Text(placeholder="Type a message and press Enter", layout=w.Layout(flex="1"))
-        self.send_button = w.Button(description="Send", button_style="primary", icon="paper-plane")
-        self.stop_button = w.Button(description="Stop", icon="stop", disabled=True)
-        self.reset_button = w.Button(description="Reset", icon="trash")
+        self.input = w.Text(placeholder=t("输入消息，按回车发送", "Type a message and press Enter"), layout=w.Layout(flex="1"))
+        self.send_button = w.Button(description=t("发送", "Send"), button_style="primary", icon="paper-plane")
+        self.stop_button = w.Button(description=t("停止", "Stop"), icon="stop", disabled=True)
+        self.reset_button = w.Button(description=t("清空", "Clear"), icon="trash")
         self.status = w.HTML("")
         # Enter: the browser sends a "submit" message (what the deprecated Text.on_submit listened to). The
         # suggested replacement, continuous_update=False + observe("value"), also fires when the box merely
@@ -122,7 +125,7 @@ class ChatWidget:
         index = self._add("assistant", "")
         self._stop.clear()
         self.last_error = None
-        self.status.value = "<i>generating…</i>"
+        self.status.value = f"<i>{t('正在生成…', 'generating…')}</i>"
         self._set_busy(True)
         self._thread = threading.Thread(target=self._generate, args=(text, index), daemon=True, name="camp-chat")
         self._thread.start()
@@ -145,18 +148,19 @@ class ChatWidget:
                         last = now
             finally:
                 stream.close()  # stops generation early on Stop; the partial reply stays in the history
-            self._set(index, "assistant", "".join(parts), "[stopped]" if stopped else "")
+            self._set(index, "assistant", "".join(parts), t("[已停止]", "[stopped]") if stopped else "")
             stats = self.session.last_stats
             if stats.get("tokens"):
-                self.status.value = (
-                    f"{stats['tokens']} tokens in {stats['seconds']:.1f} s ({stats['tokens_per_s']:.1f} tokens/s)"
+                self.status.value = t(
+                    f"{stats['tokens']} 个 token，用时 {stats['seconds']:.1f} 秒（每秒 {stats['tokens_per_s']:.1f} 个）",
+                    f"{stats['tokens']} tokens in {stats['seconds']:.1f} s ({stats['tokens_per_s']:.1f} tokens/s)",
                 )
             else:
-                self.status.value = f"answered in {stats.get('seconds', 0):.1f} s"
+                self.status.value = t(f"用时 {stats.get('seconds', 0):.1f} 秒", f"answered in {stats.get('seconds', 0):.1f} s")
         except Exception as exc:  # shown in the transcript: a worker thread's exception would otherwise be lost
             self.last_error = exc
             shown = "".join(parts)
-            self._set(index, "error", (shown + "\n\n" if shown else "") + f"error: {type(exc).__name__}: {exc}")
+            self._set(index, "error", (shown + "\n\n" if shown else "") + f"{t('出错', 'error')}: {type(exc).__name__}: {exc}")
             self.status.value = ""
         finally:
             self._set_busy(False)

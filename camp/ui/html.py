@@ -41,20 +41,29 @@ def endpoint_html(ep) -> str:
 
 
 def doctor_html(report) -> str:
+    from camp.runtime.doctor import _summary
+    from camp.runtime.i18n import t
+
     colours = {"ok": "#1a7f37", "info": "#57606a", "warn": "#9a6700", "fail": "#cf222e"}
     rows = []
     for c in report.checks:
         badge = (f'<span style="background:{colours[c.status]};color:#fff;border-radius:4px;'
                  f'padding:1px 6px;font-size:85%">{c.status}</span>')
-        fix = f'<div style="color:#57606a">→ {html.escape(c.fix)}</div>' if c.fix and c.status in (
-            "warn", "fail") else ""
+        fix = f'<div style="color:#57606a">→ {_code(c.fix)}</div>' if c.fix and c.status in ("warn", "fail") else ""
         rows.append(f"<tr><td>{badge}</td><td><b>{html.escape(c.name)}</b></td>"
-                    f"<td style='text-align:left'>{html.escape(c.value)}{fix}</td></tr>")
-    n = len(report.problems)
-    summary = "no problems found" if not n else f"{n} problem{'s' if n > 1 else ''} (see → lines)"
-    return (f"<div><b>camp doctor</b> — profile <code>{html.escape(report.profile)}</code>, {summary} "
-            f"<span style='color:#57606a'>({report.seconds:.1f} s)</span>"
+                    f"<td style='text-align:left'>{_code(c.value)}{fix}</td></tr>")
+    return (f"<div><b>camp doctor</b> — {t('配置档', 'profile')} <code>{html.escape(report.profile)}</code>，"
+            f"{html.escape(_summary(len(report.problems)))} "
+            f"<span style='color:#57606a'>({report.seconds:.1f} {t('秒', 's')})</span>"
             "<table style='border-collapse:collapse'>" + "".join(rows) + "</table></div>")
+
+
+def _code(text: str) -> str:
+    """A hint for JupyterLab: `command` becomes <code>command</code> instead of showing the backticks."""
+    parts = html.escape(text).split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick: show the text without any
+        return html.escape(text.replace("`", ""))
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
 def eval_html(result) -> str:
@@ -72,25 +81,29 @@ def eval_html(result) -> str:
 
 
 def finetune_html(result) -> str:
+    from camp.runtime.i18n import t
     from camp.ui.progress import loss_svg
 
     e = html.escape
-    rows = [("registered name", f"<code>{e(result.name)}</code> — <code>camp.chat({e(repr(result.name))})</code>"
-             if result.name else "—"),
-            ("base model", f"{e(result.base)} <small>({e(str(result.base_dir))})</small>"),
-            ("plan", e(result.plan.headline()) if hasattr(result.plan, "headline") else "—"),
-            ("iterations", f"{result.max_iters}" + (f" (resumed from {', '.join(map(str, result.resumed_from))})"
-                                                  if result.resumed_from else "")
-             + (" — reused a finished run" if result.reused else "")),
-            ("merged model", f"<code>{e(str(result.merged_dir or '—'))}</code>"),
-            ("adapter", f"<code>{e(str(result.adapter_dir or '—'))}</code>"),
-            ("config", f"<code>{e(str(result.config_path))}</code>"),
-            ("time", " · ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()))]
+    resumed = ", ".join(map(str, result.resumed_from))
+    rows = [(t("注册名", "registered name"),
+             f"<code>{e(result.name)}</code> — <code>camp.chat({e(repr(result.name))})</code>" if result.name else "—"),
+            (t("基座模型", "base model"), f"{e(result.base)} <small>({e(str(result.base_dir))})</small>"),
+            (t("计划", "plan"), e(result.plan.headline()) if hasattr(result.plan, "headline") else "—"),
+            (t("迭代次数", "iterations"), f"{result.max_iters}"
+             + (t(f"（从 {resumed} 续跑）", f" (resumed from {resumed})") if result.resumed_from else "")
+             + (t(" —— 复用了已完成的运行", " — reused a finished run") if result.reused else "")),
+            (t("合并后的模型", "merged model"), f"<code>{e(str(result.merged_dir or '—'))}</code>"),
+            (t("适配器（adapter）", "adapter"), f"<code>{e(str(result.adapter_dir or '—'))}</code>"),
+            (t("配置文件", "config"), f"<code>{e(str(result.config_path))}</code>"),
+            (t("用时", "time"), " · ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()))]
     table = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>"
                     for k, v in rows)
     answers = "".join(f"<li><b>{e(q)}</b> → {e(a)}</li>" for q, a in result.final_answers.items())
-    return (f"<div><b>Fine-tuned {e(result.base)}</b><table>{table}</table>{loss_svg(result.losses)}"
-            + (f"<div>Last answers of the chat hook:<ul>{answers}</ul></div>" if answers else "") + "</div>")
+    head = t(f"微调完成：{e(result.base)}", f"Fine-tuned {e(result.base)}")
+    hook = t("XTuner 训练中最后一次对话检查的回答：", "Last answers of the chat hook:")
+    return (f"<div class='camp-finetune-result'><b>{head}</b><table>{table}</table>{loss_svg(result.losses)}"
+            + (f"<div class='camp-samples'>{hook}<ul>{answers}</ul></div>" if answers else "") + "</div>")
 
 
 def plan_html(plan) -> str:

@@ -1,7 +1,7 @@
 """The rich progress view: what the core reports (camp.runtime.progress) drawn for where it runs.
 
 JupyterLab: an ipywidgets bar with the Job's metrics, plus — when the Job's parser reports them — a live loss curve
-(inline SVG) and the chat hook's sample answers; a static copy stays in the saved notebook. Messages go to stdout
+(inline SVG) and the chat hook's sample answers, replaced by one static line when the Job ends. Messages go to stdout
 (stderr shows on a pink error background in JupyterLab). A terminal: a tqdm bar, samples printed above it.
 Pipes and CI logs: the core's plain lines. `camp` installs this view (camp.use_views()).
 """
@@ -13,6 +13,7 @@ import sys
 import time
 
 from camp.runtime import progress
+from camp.runtime.i18n import t
 
 
 def in_notebook() -> bool:
@@ -58,8 +59,8 @@ def loss_svg(losses, width: int = 520, height: int = 170) -> str:
     """A small line chart of [(iteration, loss)] as inline SVG (no plotting library, renders anywhere)."""
     pts = [(float(i), float(v)) for i, v in losses if v == v]  # drop NaN
     if len(pts) < 2:
-        return f'<svg width="{width}" height="{height}"><text x="10" y="20" font-size="12">loss: waiting for ' \
-               "the first log lines…</text></svg>"
+        return (f'<svg class="camp-loss" width="{width}" height="{height}"><text x="10" y="20" font-size="12">'
+                f'{t("loss：等待第一批日志…", "loss: waiting for the first log lines…")}</text></svg>')
     left, right, top, bottom = 46, 10, 18, 24
     x0, x1 = pts[0][0], max(p[0] for p in pts)
     lo, hi = min(p[1] for p in pts), max(p[1] for p in pts)
@@ -70,15 +71,17 @@ def loss_svg(losses, width: int = 520, height: int = 170) -> str:
     line = " ".join(f"{left + (x - x0) * sx:.1f},{top + (hi - y) * sy:.1f}" for x, y in pts)
     last = pts[-1]
     return (
-        f'<svg width="{width}" height="{height}" style="font-family:sans-serif;font-size:11px">'
+        f'<svg class="camp-loss" width="{width}" height="{height}" style="font-family:sans-serif;font-size:11px">'
         f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" '
         'fill="none" stroke="#ccc"/>'
         f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.6" points="{line}"/>'
         f'<text x="{left - 4}" y="{top + 4}" text-anchor="end">{hi:.3g}</text>'
         f'<text x="{left - 4}" y="{height - bottom}" text-anchor="end">{lo:.3g}</text>'
         f'<text x="{left}" y="{height - 6}">{x0:.0f}</text>'
-        f'<text x="{width - right}" y="{height - 6}" text-anchor="end">iteration {x1:.0f}</text>'
-        f'<text x="{left}" y="12">loss {last[1]:.4g} at iteration {last[0]:.0f}</text></svg>'
+        f'<text x="{width - right}" y="{height - 6}" text-anchor="end">{t("迭代", "iteration")} {x1:.0f}</text>'
+        f'<text class="camp-loss-last" x="{left}" y="12">'
+        f'{t(f"第 {last[0]:.0f} 次迭代 loss {last[1]:.4g}", f"loss {last[1]:.4g} at iteration {last[0]:.0f}")}'
+        "</text></svg>"
     )
 
 
@@ -86,12 +89,24 @@ def samples_html(events, limit: int = 6) -> str:
     items = [e for e in list(events) if e[0] == "sample"][-limit:]
     if not items:
         return ""
-    rows = "".join(f"<li><small>iter {it}</small> <b>{html.escape(q)}</b> → {html.escape(a)}</li>"
-                   for _, it, q, a in items)
-    return f"<div>XTuner's chat hook (greedy):<ul style='margin:2px 0'>{rows}</ul></div>"
+    rows = "".join(f"<li><small>{t('第', 'iter ')}{it}{t(' 次迭代', '')}</small> <b>{html.escape(q)}</b> → "
+                   f"{html.escape(a)}</li>" for _, it, q, a in items)
+    head = t("XTuner 训练中的对话检查（贪心解码）：", "XTuner's chat hook (greedy):")
+    return f"<div class='camp-samples'>{head}<ul style='margin:2px 0'>{rows}</ul></div>"
+
+
+def _status_line(job) -> str:
+    ok = job.status == "succeeded"
+    words = {"succeeded": t("完成", "succeeded"), "failed": t("失败", "failed"), "stopped": t("已停止", "stopped")}
+    return (f"{'✔' if ok else '✘'} {html.escape(job.name)}: {words.get(job.status, job.status)}, "
+            f"{t('用时', 'in')} {job.seconds or 0:.1f} {t('秒', 's')} — {html.escape(progress.status_text(job))}")
 
 
 def _follow_widget(job, interval: float) -> None:
+    """A live view (bar, metrics; for a Job that reports losses a loss chart and the chat hook's answers) that
+    replaces itself, when the Job ends, with one static line — widgets do not survive in a saved notebook. The
+    final chart and answers belong to the result the stage returns (FinetuneResult shows them), so a cell that
+    fine-tunes shows each once; only a failed Job keeps its chart, since no result will show it."""
     import ipywidgets as w
     from IPython.display import HTML, display
 
@@ -101,7 +116,7 @@ def _follow_widget(job, interval: float) -> None:
     info = w.HTML()
     plot, samples = w.HTML(), w.HTML()
     box = w.VBox([w.HBox([bar, info])])
-    display(box)
+    handle = display(box, display_id=True)
     seen, charted = -1, False
     while True:
         done = job.done
@@ -123,14 +138,14 @@ def _follow_widget(job, interval: float) -> None:
         if done:
             break
         time.sleep(interval)
-    bar.bar_style = "success" if job.status == "succeeded" else "danger"
-    if job.status == "succeeded" and p.total:
-        bar.value = bar.max
-    info.value = html.escape(f"{job.status} in {job.seconds or 0:.1f} s — " + progress.status_text(job))
-    if charted:
-        # widgets do not survive in a saved notebook: one static copy of the final curve and samples, once
-        box.children = box.children[:1]
-        display(HTML(loss_svg(_losses(job)) + samples_html(p.events, limit=3)))
+    final = f"<div class='camp-job-done'>{_status_line(job)}</div>"
+    if charted and job.status != "succeeded":
+        final += loss_svg(_losses(job)) + samples_html(p.events, limit=3)
+    if handle is not None:
+        handle.update(HTML(final))
+    else:
+        display(HTML(final))
+    box.close()
 
 
 def _follow_tqdm(job, interval: float) -> None:
@@ -163,4 +178,5 @@ def _follow_tqdm(job, interval: float) -> None:
             bar.refresh()
     finally:
         bar.close()
-    print(f"{job.name}: {job.status} in {job.seconds or 0:.1f} s (log: {job.log_path})", file=sys.stderr)
+    print(t(f"{job.name}：{job.status}，用时 {job.seconds or 0:.1f} 秒（日志：{job.log_path}）",
+            f"{job.name}: {job.status} in {job.seconds or 0:.1f} s (log: {job.log_path})"), file=sys.stderr)

@@ -11,24 +11,25 @@ import os
 import streamlit as st
 
 from camp.conversation.session import chat
+from camp.runtime.i18n import t
 
 MODEL = os.environ.get("CAMP_WEBDEMO_MODEL", "auto")
 SYSTEM = os.environ.get("CAMP_WEBDEMO_SYSTEM") or None
 
 
-@st.cache_resource(show_spinner="Loading the model…")
+@st.cache_resource(show_spinner=t("正在加载模型…", "Loading the model…"))
 def base_session(model: str, system: str | None):
     # Cached once per server process: the model is loaded one time for every browser tab.
     return chat(model, system=system)
 
 
-st.set_page_config(page_title="camp chat", page_icon="💬")
-st.title("💬 camp chat")
+st.set_page_config(page_title=t("camp 对话", "camp chat"), page_icon="💬")
+st.title(t("💬 camp 对话", "💬 camp chat"))
 
 try:
     base = base_session(MODEL, SYSTEM)
 except Exception as exc:  # shown in the page instead of a bare traceback
-    st.error(f"Cannot load the model {MODEL!r}: {exc}")
+    st.error(t(f"无法加载模型 {MODEL!r}：{exc}", f"Cannot load the model {MODEL!r}: {exc}"))
     st.stop()
 
 # Each browser tab has its own conversation over the shared model.
@@ -38,17 +39,17 @@ session = st.session_state.session
 
 with st.sidebar:
     st.caption(base.backend.describe())
-    max_new_tokens = st.slider("Max new tokens", 16, 2048, int(base.gen.get("max_new_tokens", 256)), step=16)
-    temperature = st.slider("Temperature (0 = greedy)", 0.0, 1.5, 0.0, step=0.05)
-    top_p = st.slider("Top-p", 0.05, 1.0, 0.8, step=0.05, disabled=temperature == 0)
-    if st.button("Clear chat"):
+    max_new_tokens = st.slider(t("最多生成 token 数", "Max new tokens"), 16, 2048, int(base.gen.get("max_new_tokens", 256)), step=16)
+    temperature = st.slider(t("温度（0 = 贪心解码）", "Temperature (0 = greedy)"), 0.0, 1.5, 0.0, step=0.05)
+    top_p = st.slider(t("Top-p（核采样）", "Top-p"), 0.05, 1.0, 0.8, step=0.05, disabled=temperature == 0)
+    if st.button(t("清空对话", "Clear chat")):
         session.reset()
 
 for message in session.history:
     with st.chat_message(message["role"]):
         st.markdown(message["content"])
 
-if prompt := st.chat_input("Ask something"):
+if prompt := st.chat_input(t("输入你的问题", "Ask something")):
     with st.chat_message("user"):
         st.markdown(prompt)
     with st.chat_message("assistant"):

@@ -36,6 +36,7 @@ def test_every_chain_lesson_is_a_notebook_and_a_readme_row():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_shape(path: Path):
     nb = nbformat.read(path, as_version=4)
+    assert nb.metadata.kernelspec.name == "camp", "open on the course env's kernel (make setup installs it)"
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert "parameters" in code[0].metadata.get("tags", []), "first code cell must be tagged `parameters`"
     assert "profile" in code[0].source

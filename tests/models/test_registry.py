@@ -38,10 +38,14 @@ def test_a_registered_name_resolves_to_its_folder(home, tmp_path):
     assert m.params == models.get("tiny").params  # sizes come from the base model
 
 
-def test_re_registering_moves_the_name_and_unregister_forgets_it(home, tmp_path):
+def test_re_registering_moves_the_name_only_when_asked_and_unregister_forgets_it(home, tmp_path):
     a, b = model_folder(tmp_path / "a"), model_folder(tmp_path / "b")
     models.register("mine", a)
-    models.register("mine", b)
+    models.register("mine", a)  # the same folder again: nothing to replace
+    with pytest.raises(CampError, match="already registered.*replace=True"):
+        models.register("MINE", b)
+    assert models.resolve("mine") == a.resolve()  # the earlier model keeps its name
+    models.register("mine", b, replace=True)
     assert models.resolve("mine") == b.resolve() and len(models.registered()) == 1
     assert models.unregister("mine") is True and models.unregister("mine") is False
     with pytest.raises(CampError, match="unknown model 'mine'"):
@@ -76,3 +80,15 @@ def test_a_typo_suggests_the_registered_name(home, tmp_path):
     models.register("my-assistant", model_folder(tmp_path / "m"))
     with pytest.raises(CampError, match="did you mean my-assistant"):
         models.get("my-asistant")
+
+
+def test_a_taken_name_gets_a_version_and_the_earlier_model_keeps_it(home, tmp_path):
+    a, b, c = (model_folder(tmp_path / x) for x in "abc")
+    assert models.register_new("my-assistant", a) == "my-assistant"
+    assert models.register_new("my-assistant", a) == "my-assistant"  # the same folder: same name, no new version
+    assert models.register_new("my-assistant", b) == "my-assistant-2"
+    assert models.register_new("my-assistant", c) == "my-assistant-3"
+    assert [models.resolve(n) for n in ("my-assistant", "my-assistant-2", "my-assistant-3")] == [
+        a.resolve(), b.resolve(), c.resolve()]
+    assert models.register_new("my-assistant", c, replace=True) == "my-assistant"
+    assert models.resolve("my-assistant") == c.resolve()

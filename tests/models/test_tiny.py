@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from camp.models import tiny
+from tests.conftest import subprocess_env
 
 # Trained questions, a multi-turn chat with a system prompt, and prompts the model never saw.
 PROMPTS = [
@@ -61,7 +62,20 @@ print("RESULT " + json.dumps(out, ensure_ascii=False))
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    return tiny.build(tmp_path_factory.mktemp("tiny") / "tiny", progress=False)
+    """The build as `camp tiny` gives it: the shipped files, copied and marked (a fresh build gives the same bytes:
+    test_camp_tiny_force_rebuilds_the_shipped_files_byte_for_byte)."""
+    return tiny.build(tmp_path_factory.mktemp("tiny") / "tiny", progress=False, prebuilt=True)
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory) -> Path:
+    """A build from scratch, as `camp tiny --force` makes it (in a models folder of its own): minutes."""
+    models = tmp_path_factory.mktemp("models")
+    r = subprocess.run([sys.executable, "-m", "camp", "tiny", "--force"], capture_output=True, text=True, timeout=1800,
+                       env=subprocess_env(CAMP_MODELS=str(models)))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.splitlines()[0] == str(models / "tiny") and "built in" in r.stdout
+    return models / "tiny"
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +117,7 @@ def _fake_build(source: Path):
 
     def fake(folder: Path, *, progress: bool) -> None:
         calls.append(folder)
-        shutil.copytree(source, folder)
+        shutil.copytree(source, folder, dirs_exist_ok=True)
 
     fake.calls = calls
     return fake
@@ -242,6 +256,49 @@ def test_every_training_dialogue_is_answered_exactly(built):
         assert tok.id_to_token(ids[-2]) == "<|im_end|>" and trained[-2]  # each reply is trained to end itself
 
 
+def _wrong_tokens(model, tok, messages) -> list[int]:
+    """Trained positions (assistant answers) where the greedy choice after the gold prefix is another token."""
+    import torch
+
+    ids, trained = tiny.encode_dialogue(tok, messages)
+    with torch.no_grad():
+        pred = model(torch.tensor([ids])).logits[0].argmax(-1).tolist()
+    return [t for t in range(1, len(ids)) if trained[t] and pred[t - 1] != ids[t]]
+
+
+def test_course_questions_are_answered_exactly_in_later_turns(built):
+    """Conversations the build never saw (another seed; 1-3 earlier turns: course questions, repeats, random text):
+    the course answers in them are still exact, in whichever turn they are asked. Measured on the shipped build:
+    74 of 80 conversations exact in every course answer (before training on conversations: about half wrong from
+    the second turn on)."""
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForCausalLM
+
+    tok = Tokenizer.from_file(str(built / "tokenizer.json"))
+    model = AutoModelForCausalLM.from_pretrained(built).eval()
+    pairs, _ = tiny._course_pairs(tiny.load_dialogues())
+    course = {p[1]["content"] for p in pairs}
+    bad = []
+    convs = tiny.conversations(tiny.load_dialogues(), 80, seed=97, max_before=3)
+    for conv in convs:
+        # only the course answers count here (the copy turns are the copy skill's business)
+        check = [dict(m, train=m["role"] == "assistant" and m["content"] in course) for m in conv]
+        if _wrong_tokens(model, tok, check):
+            bad.append([m["content"][:20] for m in conv])
+    assert len(bad) <= 0.1 * len(convs), bad[:5]
+
+
+def test_a_chat_stays_exact_turn_after_turn(built, monkeypatch):
+    """What the chat widget does: one session, one course question after another, each answer exact (measured: the
+    first 9 turns of such a chat; a long chat with untrained questions in it can still go wrong)."""
+    from camp.conversation.session import chat
+
+    answers = {d[0]["content"]: d[1]["content"] for d in tiny.load_dialogues() if len(d) == 2}
+    session = chat(str(built), temperature=0, max_new_tokens=80)
+    for q in ["你是谁？", "什么是 XTuner？", "你好", "What is LoRA?", "什么是 QLoRA？", "谢谢", "你是谁？"]:
+        assert session.ask(q) == answers[q], (q, len(session.history))
+
+
 def test_untrained_prompts_get_short_replies_that_end(built, core_result):
     trained = {tuple(m["content"] for m in d[:-1]) for d in tiny.load_dialogues()}
     im_end = json.loads((built / "tokenizer.json").read_text())["model"]["vocab"]["<|im_end|>"]
@@ -270,19 +327,56 @@ def test_build_forward_matches_transformers(built):
     assert torch.allclose(ours, theirs, atol=1e-4), float((ours - theirs).abs().max())
 
 
-# ------------------------------------------------------------------------------------ cache and marker
-def test_stale_folder_is_rebuilt_byte_identical(built, tmp_path):
-    stale = _copy(built, tmp_path / "tiny")
+# ------------------------------------------------------------------------------------ shipped, cached, marked
+@pytest.mark.slow
+def test_camp_tiny_force_rebuilds_the_shipped_files_byte_for_byte(fresh):
+    """The repository ships the build (assets/tiny/prebuilt/) so that a fresh clone copies it instead of training;
+    training from scratch gives the very same bytes. When the recipe or the assets change, this fails until the
+    shipped files are refreshed: python -m camp.models.tiny --write-prebuilt"""
+    shipped = tiny.prebuilt_dir()
+    assert tiny.prebuilt_is_current(), "assets/tiny/prebuilt/ is stale: python -m camp.models.tiny --write-prebuilt"
+    for name in tiny.FILES:
+        assert (fresh / name).read_bytes() == (shipped / name).read_bytes(), name
+    info = json.loads((shipped / tiny.PREBUILT_INFO).read_text())
+    marker = _marker(fresh)
+    assert info["weights_sha256"] == marker["weights_sha256"] and marker.get("source") != "prebuilt"
+
+
+def test_the_shipped_files_are_current_and_a_fresh_folder_copies_them(tmp_path, monkeypatch):
+    assert tiny.prebuilt_is_current(), "assets/tiny/prebuilt/ is stale: python -m camp.models.tiny --write-prebuilt"
+    monkeypatch.setenv("CAMP_MODELS", str(tmp_path / "models"))
+    monkeypatch.setattr(tiny, "_build_into", lambda *a, **k: pytest.fail("trained instead of copying"))
+    folder = tiny.ensure()
+    assert folder == tmp_path / "models" / "tiny" and tiny.is_complete(folder)
+    assert _marker(folder)["source"] == "prebuilt"
+    for name in tiny.FILES:
+        assert (folder / name).read_bytes() == (tiny.prebuilt_dir() / name).read_bytes(), name
+
+
+def test_a_stale_folder_is_replaced_and_damaged_shipped_files_are_not_used(tmp_path, monkeypatch):
+    stale = tmp_path / "models" / "tiny"
+    monkeypatch.setenv("CAMP_MODELS", str(tmp_path / "models"))
+    monkeypatch.setattr(tiny, "_build_into", lambda *a, **k: pytest.fail("trained instead of copying"))
+    tiny.ensure()
     m = _marker(stale)
     m["assets_sha256"] = "0" * 64  # as if the dialogues had changed since this build
     (stale / tiny.MARKER).write_text(json.dumps(m))
     assert not tiny.is_complete(stale)
-    assert tiny.build(stale, progress=False) == stale
-    assert tiny.is_complete(stale)
-    # deterministic: a second build from scratch gives the very same bytes
-    for name in ("model.safetensors", "tokenizer.json", "config.json", "tokenizer_config.json"):
-        assert (stale / name).read_bytes() == (built / name).read_bytes(), name
-    assert not list(tmp_path.glob(".tiny.tmp-*")) and not list(tmp_path.glob(".tiny.old-*"))
+    assert tiny.ensure() == stale and tiny.is_complete(stale)
+    assert not list(stale.parent.glob(".tiny.tmp-*")) and not list(stale.parent.glob(".tiny.old-*"))
+    # shipped weights that do not match their recorded hash are never copied: camp trains instead
+    shipped = tmp_path / "shipped"
+    shutil.copytree(tiny.prebuilt_dir(), shipped)
+    data = bytearray((shipped / "model.safetensors").read_bytes())
+    data[-1] ^= 1
+    (shipped / "model.safetensors").write_bytes(bytes(data))
+    monkeypatch.setattr(tiny, "prebuilt_dir", lambda: shipped)
+    assert not tiny.prebuilt_is_current()
+    trained = []
+    monkeypatch.setattr(tiny, "_build_into", lambda folder, **k: trained.append(folder) or shutil.copytree(
+        tiny.default_dir(), folder, dirs_exist_ok=True))
+    tiny.ensure(force=True)
+    assert len(trained) == 1
 
 
 def test_changed_assets_or_recipe_make_the_build_stale(built, tmp_path, monkeypatch):
@@ -313,7 +407,7 @@ def test_current_build_is_reused(built, tmp_path, monkeypatch, capsys):
     # the CLI says where the folder is and how long its build took
     assert tiny.cli_tiny(type("Args", (), {"force": False})()) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == str(models / "tiny") and "built in" in out[1]
+    assert out[0] == str(models / "tiny") and "up to date, copied from the repository's prebuilt files" in out[1]
     tiny.ensure(force=True)
     assert len(fake.calls) == 1
 
@@ -321,6 +415,7 @@ def test_current_build_is_reused(built, tmp_path, monkeypatch, capsys):
 def test_half_built_folders_are_never_used(built, tmp_path, monkeypatch):
     models = tmp_path / "models"
     monkeypatch.setenv("CAMP_MODELS", str(models))
+    monkeypatch.setattr(tiny, "prebuilt_is_current", lambda: False)  # a build, not the shipped files
     fake = _fake_build(built)
     monkeypatch.setattr(tiny, "_build_into", fake)
 
@@ -346,7 +441,7 @@ def test_failed_build_keeps_the_previous_folder(built, tmp_path, monkeypatch):
     folder = _copy(built, tmp_path / "tiny")
 
     def broken(tmp: Path, *, progress: bool) -> None:
-        tmp.mkdir()
+        tmp.mkdir(exist_ok=True)
         (tmp / "config.json").write_text("{}")
         raise RuntimeError("killed halfway")
 

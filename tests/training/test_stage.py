@@ -306,8 +306,17 @@ def test_camp_finetune_teaches_the_tiny_model_a_new_name(xtuner_env, tmp_path):
         assert by_hand.returncode == 0, by_hand.stderr[-2000:]
         made = run_dir / "adapter_by_hand" / "adapter_model.safetensors"
         assert made.read_bytes() == (Path(out["adapter_dir"]) / "adapter_model.safetensors").read_bytes()
+
+        # a name that meanwhile belongs to another model is not taken over: the run gets a versioned name
+        from camp.models import tiny
+
+        models.register(name, tiny.ensure(), replace=True)
+        third = _stage.finetune("tiny", sc, run_dir=run_dir, show=False)
+        assert third.name == f"{name}-2" and models.resolve(third.name) == merged
+        assert models.resolve(name) == tiny.default_dir()
     finally:
         models.unregister(name)
+        models.unregister(f"{name}-2")
 
 
 @pytest.mark.integration
