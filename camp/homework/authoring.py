@@ -7,6 +7,8 @@
     hw:answer=N        a markdown answer graded by hand, worth N points (reference answer inside the SOLUTION markers)
     hw:readonly        an instruction cell the student cannot edit or delete
     hw:id=NAME         the cell's name in the gradebook (default: derived from the cell id); keep it stable
+    hw:recorded        (code, alone or with hw:solution / hw:readonly) needs the lesson's models or tools: grading
+                       does not run it but restores what it kept with camp.homework.keep (see records.py)
 
 `mark()` writes nbgrader's metadata (schema 3) from these tags and checks the result; it is idempotent. See
 docs/homework.md. Stdlib + nbformat.
@@ -26,7 +28,7 @@ from camp.runtime.errors import CampError
 # prose — a read-only cell that merely mentions them is an error for nbgrader too
 SOLUTION = ("BEGIN SOLUTION", "END SOLUTION")
 HIDDEN = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
-_TAG = re.compile(r"^hw:(solution|readonly|tests|answer|id)(?:=(.+))?$")
+_TAG = re.compile(r"^hw:(solution|readonly|tests|answer|id|recorded)(?:=(.+))?$")
 
 
 @dataclass
@@ -67,6 +69,12 @@ def tasks_of(nb: dict) -> list[tuple[int, Task]]:
     for i, cell in enumerate(nb.get("cells", [])):
         tags = _tags(cell)
         kinds = [k for k in ("solution", "tests", "answer", "readonly") if k in tags]
+        if "recorded" in tags:
+            if cell.get("cell_type") != "code":
+                raise CampError(f"cell {i}: hw:recorded goes on a code cell (one that calls camp.homework.keep)")
+            if "tests" in kinds or "answer" in kinds:
+                raise CampError(f"cell {i}: a hw:tests / hw:answer cell cannot be hw:recorded — grading must run "
+                                f"it; keep the values in the cell before it")
         if not kinds:
             if "id" in tags:
                 raise CampError(f"cell {i}: hw:id without hw:solution / hw:tests / hw:answer / hw:readonly")

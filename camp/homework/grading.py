@@ -71,6 +71,7 @@ def grade_one(course: Course, assignment: str, student: str, limits: Limits, *, 
         shutil.copyfile(course.snapshot_path(assignment), work / "gradebook.db")
         shutil.copytree(course.source / assignment, work / "source" / assignment)
         shutil.copytree(sub, work / "submitted" / student / assignment, symlinks=True)
+        _records(work / "submitted" / student / assignment)
         result = _autograde(work, assignment, student, limits, runtime, slot, course.release_dir)
         result.update(student=student, assignment=assignment, submission=digest, grader=GRADER_VERSION,
                       seconds=round(time.time() - started, 2))
@@ -86,6 +87,24 @@ def grade_one(course: Course, assignment: str, student: str, limits: Limits, *, 
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(runtime, ignore_errors=True)
+
+
+def _records(folder: Path) -> None:
+    """What the student's run kept (camp.homework.keep: outputs nbgrader is about to clear) → a file the graded
+    notebook's kernel reads (records.FILE, one of the submission's read-only inputs)."""
+    from camp.homework import records
+
+    kept: dict = {}
+    for nb in sorted(folder.glob("*.ipynb")):
+        try:
+            kept.update(records.extract(json.loads(nb.read_text(encoding="utf-8"))))
+        except (OSError, ValueError):
+            continue  # nbgrader reports the unreadable notebook itself
+    target = folder / records.FILE
+    if target.is_symlink() or target.exists():
+        target.unlink()  # never one the student handed in
+    if kept:
+        target.write_text(json.dumps(kept, ensure_ascii=False), encoding="utf-8")
 
 
 def save_result(course: Course, result: dict) -> None:

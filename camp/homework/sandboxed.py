@@ -9,6 +9,10 @@ no network, so not TCP). Two small preprocessors close gaps nbgrader leaves when
   whole submission — the cell it died in and every later cell get an error, so the tasks graded before keep their
   points and the rest score 0; and a test cell that did not run (a `skip-execution` tag added by the student, a
   dead kernel) gets an error instead of nbgrader's default full marks for a cell without output.
+- Lessons: grading runs the homework, not the lesson. Only the `parameters` cell and the homework section (from
+  the first cell with a `hw:` tag or nbgrader metadata to the last) run; the lesson's own cells before it (models,
+  training, servers) and its check cells after it are skipped. A `hw:recorded` cell runs
+  camp.homework.records.restore in place of its code: the values the student's run kept become variables again.
 - `GradingNotes`: a note cell at the top of the graded notebook (so in the feedback) saying what camp saw: test
   cells edited or deleted (nbgrader graded the original), the kernel's death, timeouts.
 
@@ -26,6 +30,8 @@ from nbgrader import utils
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import List
 
+from camp.homework import records
+
 KERNEL_NAME = "camp-sandbox"
 NOTE_ID = "camp-grading-notes"
 
@@ -41,6 +47,8 @@ class SandboxExecute(Execute):
         # A student can tag a cell `skip-execution` (tags are not covered by nbgrader's checksums): make the
         # skip tag one nobody can guess, and judge unexecuted test cells below.
         self.skip_cells_with_tag = f"camp-skip-{uuid.uuid4().hex}"
+        for cell in outside_homework(nb.cells):
+            cell.metadata.setdefault("tags", []).append(self.skip_cells_with_tag)
         self._ran: set[int] = set()
         self._current = -1
         died = None
@@ -48,6 +56,10 @@ class SandboxExecute(Execute):
             nb, resources = super().preprocess(nb, resources, km)
         except DeadKernelError as exc:
             died = self._death_reason(exc)
+        for cell in nb.cells:
+            tags = cell.get("metadata", {}).get("tags")
+            if tags and self.skip_cells_with_tag in tags:
+                tags.remove(self.skip_cells_with_tag)
         notes = resources.setdefault("camp_notes", []) if isinstance(resources, dict) else []
         for index, cell in enumerate(nb.cells):
             if cell.cell_type != "code":
@@ -70,7 +82,15 @@ class SandboxExecute(Execute):
 
     def preprocess_cell(self, cell, resources, index):
         self._current = index
-        result = super().preprocess_cell(cell, resources, index)
+        if records.is_recorded(cell) and self.skip_cells_with_tag not in cell.metadata.get("tags", []):
+            # the student's own code here needed their models: run the restore of what it kept instead
+            source, cell.source = cell.source, records.RESTORE
+            try:
+                result = super().preprocess_cell(cell, resources, index)
+            finally:
+                cell.source = source
+        else:
+            result = super().preprocess_cell(cell, resources, index)
         self._ran.add(index)
         return result
 
@@ -86,6 +106,21 @@ class SandboxExecute(Execute):
             return "it was killed (SIGKILL: the code killed its own kernel, or it ran out of memory)"
         return "the kernel process exited" + (f" (status {code})" if code is not None else "") + \
             " — the code ended its own kernel or crashed it"
+
+
+def _is_homework(cell) -> bool:
+    tags = cell.get("metadata", {}).get("tags") or []
+    return bool(cell.get("metadata", {}).get("nbgrader")) or any(str(t).startswith("hw:") for t in tags)
+
+
+def outside_homework(cells) -> list:
+    """The code cells grading skips: before the homework section (but the `parameters` cell) and after it."""
+    marked = [i for i, cell in enumerate(cells) if _is_homework(cell)]
+    if not marked:
+        return []
+    first, last = marked[0], marked[-1]
+    return [cell for i, cell in enumerate(cells) if cell.get("cell_type") == "code" and (i > last or i < first and
+            "parameters" not in (cell.get("metadata", {}).get("tags") or []))]
 
 
 class GradingNotes(NbGraderPreprocessor):

@@ -18,7 +18,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from camp.homework import authoring
+from camp.homework import authoring, records
 from camp.homework.layout import Course, check_id, sha256
 from camp.runtime.errors import CampError
 
@@ -96,7 +96,7 @@ def _finish_release(path: Path, aid: str) -> None:
     for cell in nb["cells"]:
         md = cell.get("metadata", {})
         info = md.get("nbgrader", {})
-        if cell.get("cell_type") == "code" and (info.get("solution") or info.get("grade")):
+        if cell.get("cell_type") == "code" and (info.get("solution") or info.get("grade") or records.is_recorded(cell)):
             tags = md.setdefault("tags", [])
             if STUB not in tags:
                 tags.append(STUB)

@@ -47,13 +47,12 @@ def test_notebook_shape(path: Path):
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_executes_on_cpu_tiny(path: Path, tmp_path):
-    rows = course.run([path.stem], profile="cpu-tiny", out=tmp_path)
-    row = rows[0]
+def test_notebook_executes_on_cpu_tiny(path: Path, executed):
+    row, out = executed(path.stem)  # shared with tests/course/test_homework.py: each lesson runs once
     assert row["status"] == "ok", row["error"]
     assert row["result"], "the check cells reported no result"
-    executed = nbformat.read(tmp_path / path.name, as_version=4)
-    errors = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    done = nbformat.read(out, as_version=4)
+    errors = [o for c in done.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary = json.loads((out.parent / "summary.json").read_text())
     assert summary[0]["notebook"] == path.stem
