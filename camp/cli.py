@@ -72,6 +72,8 @@ def _chat(sub) -> None:
     c.add_argument("--max-new-tokens", type=int, default=None)
     c.add_argument("--temperature", type=float, default=None)
     c.add_argument("--top-p", type=float, default=None)
+    c.add_argument("--image", action="append", default=None, metavar="FILE",
+                   help="a picture for a vision-language model (repeat for several); with --prompt")
     c.set_defaults(func=_handler("camp.conversation.repl:cli_chat"))
 
 
@@ -127,6 +129,7 @@ def _finetune(sub) -> None:
     ft.add_argument("--lr", type=float, default=None)
     ft.add_argument("--max-length", type=int, default=None)
     ft.add_argument("--run-dir", default=None, help="resume or reuse this run folder")
+    ft.add_argument("--image-folder", default=None, help="images of a LLaVA dataset (default: beside the JSON)")
     ft.add_argument("--plan-only", action="store_true", help="print the plan and its memory breakdown, do not train")
     ft.add_argument("--json", action="store_true", help="print the result as JSON")
     ft.set_defaults(func=_handler("camp.training.stage:cli_finetune"))

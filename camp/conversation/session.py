@@ -76,8 +76,10 @@ class EndpointBackend:
         extra = gen or None
         started, n = time.perf_counter(), 0
         try:
+            from camp.multimodal.messages import to_openai  # pictures travel as data: URIs
+
             response = self.client.chat.completions.create(
-                model=self.model, messages=messages, stream=True, extra_body=extra, **body
+                model=self.model, messages=to_openai(messages), stream=True, extra_body=extra, **body
             )
         except self._openai.APIConnectionError as exc:
             raise CampError(f"cannot reach {self.base_url} — is the server running?") from exc
@@ -112,14 +114,18 @@ class ChatSession:
         sys_msg = [{"role": "system", "content": self.system}] if self.system else []
         return sys_msg + [dict(m) for m in self.history]
 
-    def stream(self, message: str, **gen) -> Iterator[str]:
+    def stream(self, message: str, image=None, **gen) -> Iterator[str]:
         """Yield the reply in pieces as tokens arrive. The turn joins `history` when the stream ends, also
-        when the consumer stops early (the partial reply is kept); a failed turn is not recorded."""
+        when the consumer stops early (the partial reply is kept); a failed turn is not recorded.
+        `image`: a picture (file path, bytes, PIL image, numpy array) or a list of them, for vision models."""
         if not isinstance(message, str) or not message.strip():
             raise CampError("empty message — type something to say")
         settings = {**self.gen, **gen}
-        request = self.messages() + [{"role": "user", "content": message}]
-        return self._run(message, request, settings)
+        from camp.multimodal.chat import user_turn  # checks the pictures, and that this model can see them
+
+        turn = user_turn(self.backend, message, image)
+        request = self.messages() + [turn]
+        return self._run(turn["content"], request, settings)
 
     def _run(self, message, request, settings):
         parts: list[str] = []
@@ -138,9 +144,9 @@ class ChatSession:
                 self.history.append({"role": "user", "content": message})
                 self.history.append({"role": "assistant", "content": "".join(parts)})
 
-    def ask(self, message: str, **gen) -> str:
-        """The whole reply."""
-        return "".join(self.stream(message, **gen))
+    def ask(self, message: str, image=None, **gen) -> str:
+        """The whole reply (`image`: see stream)."""
+        return "".join(self.stream(message, image, **gen))
 
     def reset(self) -> ChatSession:
         self.history.clear()
@@ -180,7 +186,9 @@ class ChatSession:
         if self.system:
             lines.append(f"system: *{self.system}*  ")
         for m in self.history[-6:]:
-            text = m["content"].replace("\n", " ")
+            from camp.multimodal.messages import text_of
+
+            text = text_of(m["content"]).replace("\n", " ")
             lines.append(f"- **{m['role']}**: {text[:200]}")
         lines.append("\n`.ask(text)` · `.stream(text)` · `.widget()` · `.reset()`")
         return "\n".join(lines)

@@ -196,12 +196,14 @@ def serve(model="auto", *, engine: str = "auto", quant: str | None = None, port:
         if api_key:
             extra[transformers_engine.KEY_ENV] = api_key
     else:
+        from camp.multimodal.serving import lmdeploy_plan  # vision-language: the tower and image tokens count
         from camp.training.plan import arch_from_config
 
         arch = arch_from_config(folder)
         group = awq_group_size(cfg)
-        plan = plan_serving(arch, prof, quant=q, tp=tp, model_format="awq" if group else "hf",
-                            group_size=group or 128)  # before the env: a plan that cannot fit fails fast
+        plan = lmdeploy_plan(model, folder, prof, quant=q, tp=tp) or plan_serving(
+            arch, prof, quant=q, tp=tp, model_format="awq" if group else "hf",
+            group_size=group or 128)  # before the env: a plan that cannot fit fails fast
         _lmdeploy_env_ready()
         env_name = "lmdeploy"
         extra = {}
@@ -213,8 +215,10 @@ def serve(model="auto", *, engine: str = "auto", quant: str | None = None, port:
         if kind == "transformers":
             cmd = transformers_engine.command(folder, p, host, device)
         else:
+            from camp.multimodal.serving import lmdeploy_extra
+
             cmd = lmdeploy_serve_command(folder, prof, q, p, host, api_key, tp, model_name=name,
-                                         backend=backend, plan=plan)
+                                         backend=backend, plan=plan) + lmdeploy_extra(model, folder)
         job = Job(cmd, name=f"serve-{name}", env=env_name, extra_env=extra, kill_on_exit=True)
         job.start()
         ep = Endpoint(f"http://{connect_host(host)}:{p}/v1", name, api_key=api_key, engine=kind, job=job,
