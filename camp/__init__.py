@@ -39,6 +39,7 @@ _LAZY = {
     "serving": "camp.serving:",
     "conversation": "camp.conversation:",
     "agents": "camp.agents:",
+    "multimodal": "camp.multimodal:",
     "runtime": "camp.runtime:",
     # modules under their earlier short names (lessons and students' code use them)
     "envs": "camp.runtime.envs:",

@@ -39,6 +39,9 @@ CHAIN: tuple[Link, ...] = (
          ("serve", "quantize", "bench"), ("camp.serve", "camp.quantize", "camp.bench"), "LMDeploy", "lmdeploy"),
     Link("agents", "Lagent ReAct agents: tools, a custom tool, the sandbox, agent fine-tuning", "camp.agents",
          "05_agents_lagent", ("agent",), ("camp.agent", "camp.tool"), "Lagent"),
+    Link("multimodal", "multimodal: image chat, serving with images, vision-language fine-tune (LLaVA)",
+         "camp.multimodal", "07_multimodal", ("tiny-vl",), ("camp.multimodal",),
+         "LMDeploy VLM pipeline, XTuner LLaVA", "xtuner"),
 )
 
 

@@ -206,6 +206,12 @@ def _tiny(sub) -> None:
     t.set_defaults(func=_handler("camp.models.tiny:cli_tiny"))
 
 
+def _tiny_vl(sub) -> None:
+    t = sub.add_parser("tiny-vl", help="build the embedded vision-language model (same as `camp download tiny-vl`)")
+    t.add_argument("--force", action="store_true")
+    t.set_defaults(func=_handler("camp.multimodal.tiny_vl:cli_tiny_vl"))
+
+
 ROUTES = {
     "doctor": _doctor,
     "models": _models,
@@ -222,6 +228,7 @@ ROUTES = {
     "bench": _bench,
     "agent": _agent,
     "tiny": _tiny,
+    "tiny-vl": _tiny_vl,
 }
 
 

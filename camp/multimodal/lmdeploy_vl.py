@@ -64,19 +64,19 @@ def plan(model, profile, *, tp: int | None = None, quant=None):
     name, s = spec(model)
     arch = model_arch(name)
     p = memory.plan_serving(arch, profile, quant=quant, tp=tp)
-    need = s.image_tokens + memory.MIN_TOKENS
-    if p.kv_tokens < need:
-        raise CampError(t(
-            f"{name} 在 {p.profile} 上放不下：KV 缓存只有 {p.kv_tokens} 个 token，一段带图对话需要 {need} 个"
-            f"（图片 {s.image_tokens} + 文本 {memory.MIN_TOKENS}）— 用更大的 profile，或 quant='kv4'",
-            f"{name} does not fit {p.profile}: the KV cache holds {p.kv_tokens} tokens, one conversation with a "
-            f"picture needs {need} ({s.image_tokens} image + {memory.MIN_TOKENS} text) — use a bigger profile, "
-            "or quant='kv4'"))
     # the vision tower runs beside the language model: its activations come out of the KV cache's share
     left = p.free_gib - p.weights_gib
     kv = max(0.0, p.kv_gib - s.vision_gib)
     ratio = round(int(kv / left / memory.RATIO_STEP + 1e-9) * memory.RATIO_STEP, 2) if left > 0 else 0.0
     tokens = int(p.kv_tokens * ratio / p.cache_max_entry_count) if p.cache_max_entry_count else 0
+    need = s.image_tokens + memory.MIN_TOKENS
+    if tokens < need:
+        raise CampError(t(
+            f"{name} 在 {p.profile} 上放不下：KV 缓存只有 {tokens} 个 token，一段带图对话需要 {need} 个"
+            f"（图片 {s.image_tokens} + 文本 {memory.MIN_TOKENS}）— 用更大的 profile，或 quant='kv4'",
+            f"{name} does not fit {p.profile}: the KV cache holds {tokens} tokens, one conversation with a "
+            f"picture needs {need} ({s.image_tokens} image + {memory.MIN_TOKENS} text) — use a bigger profile, "
+            "or quant='kv4'"))
     notes = [*p.notes, f"vision tower activations: {s.vision_gib:g} GiB; one picture = {s.image_tokens} image tokens"]
     return replace(p, cache_max_entry_count=ratio, kv_gib=round(ratio * left, 3), kv_tokens=tokens,
                    runtime_gib=round(p.runtime_gib + s.vision_gib, 3), notes=notes)

@@ -7,6 +7,7 @@ trains on are exactly the pixels a PNG of the same scene gives back. Questions c
   左边的方块是什么颜色？ → 红色                               红色的方块在哪一边？ → 左边
   What colour is the right square? → blue                   Which side is the red square on? → left
   描述这张图片。 → 左边是红色方块，右边是蓝色方块。
+(An English description, 30 tokens long, made the build twice as slow for no new skill: left out.)
 """
 
 from __future__ import annotations
@@ -77,7 +78,6 @@ def colour_questions(sc: Scene) -> list[tuple[str, str]]:
         ("What colour is the left square?", le),
         ("What colour is the right square?", re_),
         ("描述这张图片。", f"左边是{lz}方块，右边是{rz}方块。"),
-        ("Describe the image.", f"A {le} square on the left and a {re_} square on the right."),
     ]
 
 

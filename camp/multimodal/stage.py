@@ -23,6 +23,7 @@ result.json. On GPU profiles the same LLaVA path runs on a LLaVA folder; InternV
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -173,8 +174,8 @@ class VLFinetuneStage(Stage):
                               "name=, or camp.models.unregister(name) first"))
         self.run_name = name
         info = markers.read_json(run_dir / "run.json")
-        data_text = json.dumps(self.data.records, ensure_ascii=False, sort_keys=True)
-        if info and (info.get("data") != data_text or info.get("max_iters") != self.max_iters
+        data_sha = hashlib.sha256(json.dumps(self.data.records, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
+        if info and (info.get("data_sha256") != data_sha or info.get("max_iters") != self.max_iters
                      or info.get("base_dir") != str(self.base_dir)):
             if any((run_dir / "work").glob("iter_*.pth")):
                 raise CampError(f"{run_dir} holds a started run with other data, base or iterations — resume it "
@@ -188,17 +189,19 @@ class VLFinetuneStage(Stage):
         cfg = json.loads((self.base_dir / "config.json").read_text(encoding="utf-8"))
         first = next(r for r in self.data.records if r.get("image"))
         question = first["conversations"][0]["value"].replace("<image>", "").strip()
+        (run_dir / "prepare_data.py").write_text(xtuner_llava.PREPARE_SCRIPT, encoding="utf-8")
         (run_dir / "config.py").write_text(xtuner_llava.render_config(
             parts=parts, data_path=self.data.path, image_folder=self.data.image_folder, max_iters=self.max_iters,
             lr=self.lr, batch_size=self.batch_size, feature_layer=int(cfg.get("vision_feature_layer", -2)),
             evaluation_image=self.data.image_folder / first["image"],
             evaluation_inputs=self.evaluation_inputs or [question], title=run_dir.name,
+            tokenized=run_dir / "data_tokenized",
             log_every=max(1, min(10, self.max_iters // 10))), encoding="utf-8")
         markers.write_json(run_dir / "run.json", {
             "model": str(self.model), "base": self.label, "base_dir": str(self.base_dir), "dataset": str(self.data.path),
             "image_folder": str(self.data.image_folder), "records": len(self.data), "name": name,
             "max_iters": self.max_iters, "lr": self.lr, "batch_size": self.batch_size, "profile": self.profile.name,
-            "data": data_text})
+            "data_sha256": data_sha})
         return None
 
     # 4 ------------------------------------------------------------------------------------------ the tool runs
@@ -219,6 +222,22 @@ class VLFinetuneStage(Stage):
         work, config = run_dir / "work", run_dir / "config.py"
         final = work / f"iter_{self.max_iters}.pth"
         self.parser = LogParser()
+        tokenized = run_dir / "data_tokenized"
+        data_sha = markers.read_json(run_dir / "run.json").get("data_sha256")
+        if not markers.is_complete(tokenized, "xtuner-data", data_sha256=data_sha):
+            shutil.rmtree(tokenized, ignore_errors=True)
+            log = ToolLog()
+
+            def tokenized_ok(job):
+                if log.traceback:
+                    return f"XTuner's dataset build raised {log.error or 'an exception'}"
+                return None if (tokenized / "dataset_info.json").is_file() else f"no dataset written in {tokenized}"
+
+            yield Step("xtuner prepare data", [str(envs.python("xtuner")), "prepare_data.py", str(config),
+                                               str(tokenized)],
+                       run_dir / "jobs" / "data", env="xtuner", cwd=run_dir, extra_env=self._extra_env(), parser=log,
+                       check=tokenized_ok)
+            markers.mark(tokenized, "xtuner-data", data_sha256=data_sha)
         if _last_checkpoint(work) != final:
             resume = _last_checkpoint(work)
             cmd = train_command(envs.python("xtuner"), _xtuner_tool("tools/train.py"), config, work,

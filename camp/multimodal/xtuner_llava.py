@@ -113,10 +113,35 @@ def assemble(base: Path, converted: Path, out: Path) -> None:
         shutil.copy2(base / f, out / f)
 
 
+# ------------------------------------------------------------------------------------------ the data, tokenized once
+# XTuner's LLaVADataset tokenizes the JSON with 32 processes per pass (datasets' map and filter); on 2 cores that is
+# ~15 s a pass, several passes, for a few hundred records. This step runs XTuner's own dataset build (what its
+# tools/process_untokenized_llava_data.py does) in one process and saves it; train.py then reads it from
+# `offline_processed_text_folder`, which the config names.
+PREPARE_SCRIPT = '''"""Tokenize the LLaVA data of config.py once (XTuner's dataset build, one process): written by camp."""
+import sys
+
+from mmengine import Config
+
+import xtuner.dataset.llava as llava
+from xtuner.registry import BUILDER
+
+config, out = sys.argv[1:3]
+cfg = Config.fromfile(config)
+build = llava.process_hf_dataset
+llava.process_hf_dataset = lambda *a, **kw: build(*a, **{**kw, "map_num_proc": 1})
+dataset = cfg.train_dataloader.dataset
+dataset.offline_processed_text_folder = None  # this step is what writes it
+data = BUILDER.build(dataset)
+data.text_data.save_to_disk(out)
+print(f"[camp] {len(data.text_data)} records tokenized into {out}", flush=True)
+'''
+
+
 # ------------------------------------------------------------------------------------------ the config
 def render_config(*, parts: dict, data_path: Path, image_folder: Path, max_iters: int, lr: float,
                   batch_size: int, feature_layer: int, evaluation_image: Path, evaluation_inputs: list[str],
-                  max_length: int = 256, save_every: int | None = None, log_every: int = 10,
+                  tokenized: Path, max_length: int = 256, save_every: int | None = None, log_every: int = 10,
                   eval_every: int | None = None, title: str = "", seed: int = 0) -> str:
     """The XTuner LLaVA config for a CPU run on a LLaVA folder split by `split()` (full fine-tuning of the
     language model and projector, the vision tower frozen), laid out like XTuner's own llava configs."""
@@ -124,7 +149,7 @@ def render_config(*, parts: dict, data_path: Path, image_folder: Path, max_iters
 
     save_every = save_every or max_iters
     eval_every = eval_every or max_iters
-    warmup = max(1, round(0.03 * max_iters))
+    warmup = max(2, round(0.03 * max_iters))  # LinearLR over a single iteration never leaves its start factor
     q = json.dumps
     return f'''# XTuner LLaVA config written by camp{" for " + title if title else ""}.
 # 由 camp 生成的 XTuner LLaVA（图文）微调配置：可以直接阅读、修改，并自己运行：
@@ -158,6 +183,8 @@ pretrained_pth = {q(str(parts["projector"]))}  # the trained projector (XTuner w
 # Data: LLaVA JSON ({{"image": …, "conversations": [{{"from": "human", "value": "<image>\\n…"}}, …]}})
 data_path = {q(str(data_path))}
 image_folder = {q(str(image_folder))}
+# the same data tokenized once by prepare_data.py (XTuner's own build in one process instead of 32)
+offline_processed_text_folder = {q(str(tokenized))}
 prompt_template = PROMPT_TEMPLATE.internlm2_chat  # the template tiny-vl was built with
 max_length = {max_length}  # tokens per example, the image's tokens included
 
@@ -225,6 +252,7 @@ model = dict(
 llava_dataset = dict(
     type=LLaVADataset,
     data_path=data_path,
+    offline_processed_text_folder=offline_processed_text_folder,
     image_folder=image_folder,
     tokenizer=tokenizer,
     image_processor=image_processor,
