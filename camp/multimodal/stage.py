@@ -35,7 +35,7 @@ from types import SimpleNamespace
 
 from camp.multimodal import llava_data, xtuner_llava
 from camp.multimodal.backend import is_llava_folder, is_vision_folder
-from camp.runtime import markers
+from camp.runtime import markers, progress
 from camp.runtime.errors import CampError
 from camp.runtime.i18n import t
 from camp.runtime.stage import Stage, Step
@@ -43,7 +43,7 @@ from camp.runtime.stage import Stage, Step
 # cpu-tiny recipe for tiny-vl (measured: see docs/tool-notes.md, "Vision-language fine-tuning")
 CPU_ITERS = 200
 CPU_BATCH = 16
-CPU_LR = 1e-3
+CPU_LR = 2e-3
 
 
 @dataclass
@@ -152,19 +152,44 @@ class VLFinetuneStage(Stage):
 
         return _run_lock(run_dir)
 
+    def key(self) -> str:
+        """What defines the run: the base's weights, the data (records and picture files) and the settings."""
+        h = hashlib.sha256()
+        h.update(markers.read_json(self.base_dir / markers.MARKER).get("weights_sha256", str(self.base_dir)).encode())
+        h.update(json.dumps([self.data.records, self.max_iters, self.lr, self.batch_size, self.evaluation_inputs],
+                            ensure_ascii=False, sort_keys=True).encode())
+        for image in sorted({r["image"] for r in self.data.records if r.get("image")}):
+            h.update(image.encode() + (self.data.image_folder / image).read_bytes())
+        return h.hexdigest()
+
     def run_dir(self, run_dir=None) -> Path:
         if run_dir is None:
-            from camp.runtime.jobs import new_run_dir
+            # one folder per (base, data, settings): asking again for the same fine-tune returns the finished run
+            # instead of training the same model twice (a new dataset or setting trains anew)
+            from camp.runtime import config
 
-            return new_run_dir(f"finetune-vl-{_slug(self.label)}")
+            run_dir = config.runs_dir() / f"finetune-vl-{_slug(self.label)}-{self.key()[:12]}"
         return super().run_dir(run_dir)
 
     def prepare(self, run_dir):
         self.started = time.time()
         done = markers.read_json(run_dir / "result.json")
         if done.get("merged_dir") and markers.is_complete(done["merged_dir"], "merged"):
+            from camp import models
+
             res = VLFinetuneResult.from_dict(done)
             res.reused = True
+            wanted = self.wanted_name or res.name
+            if getattr(self, "_name_taken", False) and self._name_path != res.merged_dir.resolve():
+                raise CampError(t(f"名字 {wanted!r} 已经登记给 {self._name_path} — 换一个 name=",
+                                  f"the name {wanted!r} is already registered for {self._name_path} — choose another "
+                                  "name="))
+            if wanted and models.registered().get(wanted, {}).get("path") != str(res.merged_dir.resolve()):
+                models.register(wanted, res.merged_dir, base=res.base, meta={"run_dir": str(run_dir)})
+            res.name = wanted
+            progress.get(getattr(self, "show", True)).say(t(f"{run_dir} 里已经有同样数据和设置的微调结果：直接使用（换数据或设置才会重新训练）",
+                                     f"{run_dir} holds a finished fine-tune with the same data and settings: using it "
+                                     "(other data or settings train anew)"))
             return res
         name = self.wanted_name or f"{_slug(self.label)}-ft-{run_dir.name[:15]}"
         if getattr(self, "_name_taken", False) and self._name_path != (run_dir / "merged").resolve():
@@ -306,6 +331,7 @@ def finetune_vl(model="tiny-vl", dataset=None, *, image_folder=None, name: str |
     """Fine-tune a LLaVA-layout model (tiny-vl) on a LLaVA dataset with XTuner; register the result by name."""
     stage = VLFinetuneStage(model, dataset, image_folder=image_folder, name=name, profile=profile,
                             max_iters=max_iters, lr=lr, batch_size=batch_size, evaluation_inputs=evaluation_inputs)
+    stage.show = show
     return stage.run(run_dir=run_dir, show=show)
 
 

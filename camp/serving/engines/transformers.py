@@ -74,7 +74,7 @@ class ServeFace:
         while more:
             message = await receive()
             if message["type"] != "http.request":
-                return await self.app(scope, _replay([message]), send)  # the client went away
+                return await self.app(scope, _replay([message], receive), send)  # the client went away
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         body = b"".join(chunks)
@@ -99,18 +99,23 @@ class ServeFace:
                     "type": "invalid_request_error", "code": "model_not_found"}})
         headers = [(k, v) for k, v in scope.get("headers") or [] if k != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode()))
-        return await self.app(dict(scope, headers=headers), _replay([{"type": "http.request", "body": body}]), send)
+        return await self.app(dict(scope, headers=headers), _replay([{"type": "http.request", "body": body}], receive),
+                              send)
 
 
-def _replay(messages):
+def _replay(messages, receive=None):
+    """An ASGI receive() that hands out the body already read, then the client's own messages. (A receive() that
+    said "disconnect" right after the body made Starlette end every streaming response after its first chunk.)"""
     pending = list(messages)
 
-    async def receive():
+    async def replay():
         if pending:
             return pending.pop(0)
+        if receive is not None:
+            return await receive()
         return {"type": "http.disconnect"}
 
-    return receive
+    return replay
 
 
 def main(args: list[str]) -> int:
