@@ -134,7 +134,7 @@ def _messages(prompt) -> list[dict]:
 
 def _runner(target, api_key: str | None):
     from camp.conversation.session import ChatSession
-    from camp.serving.stage import Endpoint, parse_endpoint_url
+    from camp.serving.endpoint import Endpoint, parse_endpoint_url
 
     if isinstance(target, Endpoint):
         return _EndpointRunner(target.base_url, target.model, api_key or target.api_key)

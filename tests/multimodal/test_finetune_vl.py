@@ -37,7 +37,9 @@ def test_fine_tune_teaches_a_new_question(tmp_path):
         again = camp.finetune("tiny-vl", data, name=name, show=False)
         assert again.reused and again.merged_dir == r.merged_dir and again.run_dir == r.run_dir
         # served like any registered model
-        ep = camp.serve(name)
+        from tests.multimodal.test_serve_vl import _port
+
+        ep = camp.serve(name, port=_port())
         try:
             assert score.score(ep.model, held[:5], base_url=ep.base_url).accuracy == score.score(name, held[:5]).accuracy
         finally:

@@ -14,9 +14,20 @@ from camp.serving.client import Client
 pytestmark = pytest.mark.integration
 
 
+def _port() -> int:
+    """A free port away from 23333, where every server on a shared machine starts looking."""
+    import random
+
+    from camp.serving.ports import free_port
+
+    return free_port("127.0.0.1", random.randint(30000, 60000))
+
+
 @pytest.fixture(scope="module")
 def endpoint():
-    ep = camp.serve("tiny-vl")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CAMP_LANG", "en")  # the server's messages, in the language the asserts read
+        ep = camp.serve("tiny-vl", port=_port())
     yield ep
     ep.stop()
 
@@ -75,7 +86,7 @@ def test_bad_pictures_are_refused_and_the_server_keeps_serving(endpoint):
 def test_a_text_only_server_refuses_pictures():
     import openai
 
-    ep = camp.serve("tiny")
+    ep = camp.serve("tiny", port=_port())
     try:
         client = Client(ep.base_url, ep.model).openai
         with pytest.raises(openai.BadRequestError, match="text-only"):
