@@ -41,6 +41,7 @@ _LAZY = {
     "agents": "camp.agents:",
     "homework": "camp.homework:",
     "rag": "camp.rag:",
+    "multimodal": "camp.multimodal:",
     "runtime": "camp.runtime:",
     # modules under their earlier short names (lessons and students' code use them)
     "envs": "camp.runtime.envs:",

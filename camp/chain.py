@@ -44,6 +44,9 @@ CHAIN: tuple[Link, ...] = (
          ("camp.serve", "camp.quantize", "camp.bench"), "LMDeploy", "lmdeploy"),
     Link("agents", "the ReAct loop; Lagent agents: tools, a custom tool, the sandbox, agent fine-tuning",
          "camp.agents", "06_agents_lagent", ("agent",), ("camp.agent", "camp.tool"), "Lagent"),
+    Link("multimodal", "image chat, serving with images, a vision-language fine-tune (LLaVA); InternVL2 / XComposer2 "
+         "on GPU", "camp.multimodal", "07_multimodal", ("tiny-vl",), ("camp.multimodal",),
+         "LMDeploy VLM pipeline, XTuner LLaVA", "xtuner"),
     Link("rag", "RAG knowledge-base assistant: documents, embeddings, hybrid retrieval, grounded answers, "
          "LlamaIndex and HuixiangDou", "camp.rag", "08_rag", ("rag",), ("camp.rag.build", "camp.rag.serve"),
          "LlamaIndex, HuixiangDou", "llamaindex"),

@@ -104,6 +104,9 @@ def _chat(sub) -> None:
     c.add_argument("--max-new-tokens", type=int, default=None, help=t("最多生成的 token 数", "most tokens to generate"))
     c.add_argument("--temperature", type=float, default=None, help=t("温度（0 = 贪心解码）", "temperature (0 = greedy)"))
     c.add_argument("--top-p", type=float, default=None, help=t("核采样的 top-p", "nucleus sampling top-p"))
+    c.add_argument("--image", action="append", default=None, metavar="FILE",
+                   help=t("给视觉语言模型的图片（可重复）；与 --prompt 一起用",
+                          "a picture for a vision-language model (repeat for several); with --prompt"))
     c.set_defaults(func=_handler("camp.conversation.repl:cli_chat"))
 
 
@@ -172,6 +175,8 @@ def _finetune(sub) -> None:
     ft.add_argument("--lr", type=float, default=None, help=t("学习率", "learning rate"))
     ft.add_argument("--max-length", type=int, default=None, help=t("最大序列长度", "longest sequence"))
     ft.add_argument("--run-dir", default=None, help=t("续跑或复用这个运行目录", "resume or reuse this run folder"))
+    ft.add_argument("--image-folder", default=None, help=t("LLaVA 数据集的图片文件夹（默认：JSON 旁边）",
+                                                          "images of a LLaVA dataset (default: beside the JSON)"))
     ft.add_argument("--plan-only", action="store_true", help=t("只打印计划和显存/内存估算，不训练",
                                                                         "print the plan and its memory breakdown, do not train"))
     ft.add_argument("--replace", action="store_true",
@@ -352,6 +357,13 @@ def _homework(sub) -> None:
     hw.set_defaults(func=_handler("camp.homework.stage:cli_homework"))
 
 
+def _tiny_vl(sub) -> None:
+    p = sub.add_parser("tiny-vl", help=t("构建内置的视觉语言 tiny 模型（同 camp download tiny-vl）",
+                                         "build the embedded vision-language model (same as `camp download tiny-vl`)"))
+    p.add_argument("--force", action="store_true", help=t("重新训练", "train it anew"))
+    p.set_defaults(func=_handler("camp.multimodal.tiny_vl:cli_tiny_vl"))
+
+
 ROUTES = {
     "doctor": _doctor,
     "models": _models,
@@ -369,6 +381,7 @@ ROUTES = {
     "agent": _agent,
     "rag": _rag,
     "tiny": _tiny,
+    "tiny-vl": _tiny_vl,
     "homework": _homework,
 }
 

@@ -371,6 +371,57 @@ def react():
     return fig
 
 
+# ------------------------------------------------------------------------------------------------- 07 multimodal
+def vlm_architecture():
+    from matplotlib.patches import Rectangle
+
+    fig, ax = canvas(11, 5.2)
+
+    def rect(x, y, w, h, color):
+        ax.add_patch(Rectangle((x, y), w, h, fc=color, ec="#666666", lw=0.8))
+
+    for i in range(3):  # the picture, cut into patches
+        for j in range(3):
+            rect(0.3 + 0.42 * j, 3.2 + 0.42 * i, 0.42, 0.42, RED if j == 0 else (BLUE if j == 2 else "#ffffff"))
+    note(ax, 0.93, 2.95, "图片 picture\n切成小块 patches", size=10)
+    arrow(ax, (1.62, 3.83), (2.1, 3.83))
+    box(ax, 3.05, 3.83, 1.9, 1.05, "视觉编码器\nvision encoder\n(CLIP / InternViT)", GREEN)
+    arrow(ax, (4.0, 3.83), (4.45, 3.83))
+    for k in range(4):
+        rect(4.5 + 0.22 * k, 3.45, 0.18, 0.75, GREEN)
+    note(ax, 4.91, 3.15, "每块一个特征\none feature per patch", size=9)
+    arrow(ax, (5.42, 3.83), (5.85, 3.83))
+    box(ax, 6.65, 3.83, 1.6, 1.05, "投影层\nprojector\n(MLP)", ORANGE)
+    arrow(ax, (6.65, 3.3), (6.65, 2.45))
+    note(ax, 6.8, 2.9, "图像 token\nimage tokens", size=10, ha="left")
+    seq = [("<s>", GREY), ("user", GREY)] + [("img", ORANGE)] * 4 + [(w, "#ffffff") for w in ("左边", "的", "颜色", "？")]
+    for n, (text, color) in enumerate(seq):  # the language model's input sequence
+        rect(1.0 + 0.83 * n, 1.8, 0.78, 0.55, color)
+        note(ax, 1.39 + 0.83 * n, 2.075, text, size=9, color="#000")
+    note(ax, 1.0, 2.55, "语言模型的输入：<image> 占位符被换成图像 token，和文字 token 排在一起", size=10, ha="left",
+         color="#000")
+    arrow(ax, (5.1, 1.8), (5.1, 1.35))
+    box(ax, 5.1, 0.8, 5.0, 1.0, "大语言模型 LLM (InternLM2 / tiny)\n像读文字一样读图像 token，写出回答：“红色”", BLUE, size=11)
+    for n, line in enumerate(["可训练 trainable", "· 预训练：投影层（对齐）", "· 指令微调：投影层 + LLM",
+                              "  (LoRA / QLoRA / 全量)", "· 视觉编码器常冻结"]):
+        note(ax, 8.6, 4.65 - 0.3 * n, line, size=9, ha="left", color="#555" if n == 0 else "#000")
+    return fig
+
+
+def tiny_vl_scenes():
+    from camp.multimodal import scenes
+
+    fig = Figure(figsize=(10, 3.1))
+    axes = fig.subplots(1, 4)
+    for ax, sc in zip(axes, scenes.scenes(4, seed=5), strict=True):
+        ax.imshow(sc.image(), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(scenes.colour_questions(sc)[-1][1].replace("，", "，\n"), fontsize=9)
+    fig.suptitle("tiny-vl 的训练图片（48 × 48 像素，程序生成） / tiny-vl's training pictures", fontsize=10)
+    return fig
+
+
 # ------------------------------------------------------------------------------------------------- 08 RAG
 def rag_pipeline():
     fig, ax = canvas(12, 4.4)
@@ -400,7 +451,8 @@ FIGURES = {
     "lora": lora, "finetune_kinds": finetune_kinds, "xtuner_flow": xtuner_flow, "finetune_memory": finetune_memory,
     "opencompass_flow": opencompass_flow, "evaluation_modes": evaluation_modes,
     "lmdeploy_engines": lmdeploy_engines, "quantization": quantization, "serving_memory": serving_memory,
-    "react": react, "rag_pipeline": rag_pipeline,
+    "react": react, "vlm_architecture": vlm_architecture, "tiny_vl_scenes": tiny_vl_scenes,
+    "rag_pipeline": rag_pipeline,
 }
 
 

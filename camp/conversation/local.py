@@ -158,22 +158,15 @@ class LocalBackend:
     def __init__(self, folder: Path, device: str, dtype: str):
         import torch
         import transformers
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.folder, self.device, self.dtype = folder, device, dtype
-        trust = _needs_remote_code(folder)
-        self.tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust)
         # transformers 5 renamed torch_dtype → dtype
         dkey = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
         # transformers 5 draws a "Loading weights" bar on stderr: in JupyterLab a pink error box under every chat cell
         bars = transformers.utils.logging.is_progress_bar_enabled()
         transformers.utils.logging.disable_progress_bar()
         try:
-            model = AutoModelForCausalLM.from_pretrained(
-                folder, trust_remote_code=trust, **{dkey: getattr(torch, dtype)}
-            )
-        except (OSError, ValueError) as exc:
-            raise CampError(f"cannot load a chat model from {folder}: {exc}") from exc
+            self.tokenizer, model = self._load(folder, {dkey: getattr(torch, dtype)})
         finally:
             if bars:
                 transformers.utils.logging.enable_progress_bar()
@@ -196,6 +189,19 @@ class LocalBackend:
         self.eos_token_id = eos
         self.pad_token_id = tok.pad_token_id if tok.pad_token_id is not None else (eos[0] if eos else None)
         self.last_stats: dict = {}
+
+    vision = False  # sees images: camp.multimodal.backend.VisionBackend
+
+    def _load(self, folder: Path, dtype_kw: dict):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        trust = _needs_remote_code(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=trust, **dtype_kw)
+        except (OSError, ValueError) as exc:
+            raise CampError(f"cannot load a chat model from {folder}: {exc}") from exc
+        return tokenizer, model
 
     @property
     def name(self) -> str:
@@ -299,7 +305,10 @@ def load_local(folder: str | os.PathLike) -> LocalBackend:
     with _loaded_lock:
         backend = _loaded.get(key)
         if backend is None:
-            backend = _loaded[key] = LocalBackend(folder, device, dtype)
+            # a vision-language folder gets the image-aware backend
+            from camp.multimodal.backend import backend_class
+
+            backend = _loaded[key] = backend_class(folder, LocalBackend)(folder, device, dtype)
     return backend
 
 

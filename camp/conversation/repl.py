@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 from camp.conversation.session import ChatSession, chat
+from camp.runtime.errors import CampError
 from camp.runtime.i18n import t
 
 
@@ -26,9 +27,12 @@ def cli_chat(args) -> int:
         args.model or "auto", base_url=args.base_url, api_key=args.api_key, system=args.system, **gen
     )
     out = sys.stdout
+    images = getattr(args, "image", None) or None
+    if images and args.prompt is None:
+        raise CampError("--image goes with --prompt: camp chat MODEL --image FILE --prompt \"…\"")
     if args.prompt is not None:
         # stdout carries the answer only, streamed as it comes
-        for piece in session.stream(args.prompt):
+        for piece in session.stream(args.prompt, images):
             out.write(piece)
             out.flush()
         out.write("\n")

@@ -50,7 +50,9 @@ class EndpointBackend:
     def stream(self, messages: list[dict], gen: dict) -> Iterator[str]:
         started, n = time.perf_counter(), 0
         try:
-            for piece in self.client.chat(messages, stream=True, **gen):
+            from camp.multimodal.messages import to_openai  # pictures travel as data: URIs
+
+            for piece in self.client.chat(to_openai(messages), stream=True, **gen):
                 n += 1
                 yield piece
         finally:
@@ -72,14 +74,18 @@ class ChatSession:
         sys_msg = [{"role": "system", "content": self.system}] if self.system else []
         return sys_msg + [dict(m) for m in self.history]
 
-    def stream(self, message: str, **gen) -> Iterator[str]:
+    def stream(self, message: str, image=None, **gen) -> Iterator[str]:
         """Yield the reply in pieces as tokens arrive. The turn joins `history` when the stream ends, also
-        when the consumer stops early (the partial reply is kept); a failed turn is not recorded."""
+        when the consumer stops early (the partial reply is kept); a failed turn is not recorded.
+        `image`: a picture (file path, bytes, PIL image, numpy array) or a list of them, for vision models."""
         if not isinstance(message, str) or not message.strip():
             raise CampError("empty message — type something to say")
         settings = {**self.gen, **gen}
-        request = self.messages() + [{"role": "user", "content": message}]
-        return self._run(message, request, settings)
+        from camp.multimodal.chat import user_turn  # checks the pictures, and that this model can see them
+
+        turn = user_turn(self.backend, message, image)
+        request = self.messages() + [turn]
+        return self._run(turn["content"], request, settings)
 
     def _run(self, message, request, settings):
         parts: list[str] = []
@@ -98,9 +104,9 @@ class ChatSession:
                 self.history.append({"role": "user", "content": message})
                 self.history.append({"role": "assistant", "content": "".join(parts)})
 
-    def ask(self, message: str, **gen) -> str:
-        """The whole reply."""
-        return "".join(self.stream(message, **gen))
+    def ask(self, message: str, image=None, **gen) -> str:
+        """The whole reply (`image`: see stream)."""
+        return "".join(self.stream(message, image, **gen))
 
     def reset(self) -> ChatSession:
         self.history.clear()
@@ -140,7 +146,9 @@ class ChatSession:
         if self.system:
             lines.append(f"system: *{self.system}*  ")
         for m in self.history[-6:]:
-            text = m["content"].replace("\n", " ")
+            from camp.multimodal.messages import text_of
+
+            text = text_of(m["content"]).replace("\n", " ")
             lines.append(f"- **{m['role']}**: {text[:200]}")
         lines.append("\n`.ask(text)` · `.stream(text)` · `.widget()` · `.reset()`")
         return "\n".join(lines)

@@ -1,7 +1,7 @@
 """Getting a model folder: `camp download`, `download()`, `resolve()`.
 
 Where a model comes from, first hit wins:
-  (a) `tiny` is built locally by camp.models.tiny.ensure() — no hub at all;
+  (a) `tiny` and `tiny-vl` are built locally (camp.models.tiny, camp.multimodal.tiny_vl) — no hub at all;
   (b) a shared model folder (camp.runtime.config.shared_model_dirs(), e.g. InternStudio's read-only
       /root/share/new_models/Shanghai_AI_Laboratory/internlm2_5-7b-chat) — used in place, never copied;
   (c) the local cache (camp.runtime.config.models_dir() or cache_dir) — a folder counts only if it holds camp's
@@ -312,6 +312,19 @@ def _offline_message(model: Model, cache: Path, reasons: list[str]) -> str:
     )
 
 
+# The embedded models, built locally (no hub): catalogue name -> the module with default_dir/is_complete/ensure.
+EMBEDDED = {"tiny": "camp.models.tiny", "tiny-vl": "camp.multimodal.tiny_vl"}
+
+
+def embedded_builder(model: Model):
+    """The builder module of an embedded model (tiny, tiny-vl), or None for a hub model."""
+    if model.ids or model.name not in EMBEDDED:
+        return None
+    import importlib
+
+    return importlib.import_module(EMBEDDED[model.name])
+
+
 def local_folder(name_or_id: str) -> Path | None:
     """The model's folder when it is already on this machine (registered, a finished tiny build, a shared or
     cached copy), else None — never downloads or builds anything."""
@@ -322,11 +335,9 @@ def local_folder(name_or_id: str) -> Path | None:
     if "registered" in model.source:
         entry = _registered_entry(model.name)
         return Path(entry["path"]) if entry and Path(entry["path"]).is_dir() else None
-    if model.name == "tiny" and not model.ids:
-        import importlib
-
-        tiny = importlib.import_module("camp.models.tiny")
-        return tiny.default_dir() if tiny.is_complete(tiny.default_dir()) else None
+    builder = embedded_builder(model)
+    if builder is not None:
+        return builder.default_dir() if builder.is_complete(builder.default_dir()) else None
     hit = find_local(model)
     return hit[0] if hit else None
 
@@ -338,10 +349,9 @@ def download(name_or_id: str, *, revision: str | None = None, cache_dir: str | o
     model = _lookup(name_or_id)
     if "registered" in model.source:
         return _registered_folder(model.name)
-    if model.name == "tiny" and not model.ids:
-        import importlib
-
-        return Path(importlib.import_module("camp.models.tiny").ensure())
+    builder = embedded_builder(model)
+    if builder is not None:
+        return Path(builder.ensure())
     cache = Path(cache_dir).expanduser() if cache_dir else config.models_dir()
     hit = find_local(model, revision=revision, cache_dir=cache)
     if hit:

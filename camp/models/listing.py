@@ -136,11 +136,11 @@ def _local_state(m: Model) -> tuple[str, str | None]:
     """("shared"|"cache"|"built"|"built on demand"|"-", folder) without network or building anything."""
     if not m.ids:
         try:
-            import importlib
+            from camp.models.hub import embedded_builder
 
-            tiny = importlib.import_module("camp.models.tiny")
-            folder = tiny.default_dir()
-            if tiny.is_complete(folder):
+            builder = embedded_builder(m)
+            folder = builder.default_dir()
+            if builder.is_complete(folder):
                 return "built", str(folder)
         except (ImportError, AttributeError):
             pass

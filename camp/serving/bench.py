@@ -74,7 +74,9 @@ class _EndpointRunner:
         t0 = time.perf_counter()
         ttft, pieces, usage = None, 0, None
         try:
-            stream = self.client.stream(prompt, usage=True, max_tokens=max_tokens, temperature=0)
+            from camp.multimodal.messages import to_openai  # pictures travel as data: URIs
+
+            stream = self.client.stream(to_openai(_messages(prompt)), usage=True, max_tokens=max_tokens, temperature=0)
             try:
                 for chunk in stream:
                     if getattr(chunk, "usage", None) and chunk.usage.completion_tokens is not None:
@@ -108,7 +110,7 @@ class _LocalRunner:
         ttft = None
         try:
             with self.lock:
-                for _piece in self.backend.stream([{"role": "user", "content": prompt}],
+                for _piece in self.backend.stream(_messages(prompt),
                                                   {"max_new_tokens": max_tokens, "do_sample": False}):
                     if ttft is None:
                         ttft = time.perf_counter() - t0
@@ -116,6 +118,11 @@ class _LocalRunner:
         except Exception as exc:  # noqa: BLE001
             return RequestStat(False, time.perf_counter() - t0, ttft, 0, f"{type(exc).__name__}: {exc}"[:300])
         return RequestStat(True, time.perf_counter() - t0, ttft, tokens)
+
+
+def _messages(prompt) -> list[dict]:
+    """A prompt is text, or a user message with pictures (bench(..., images=…))."""
+    return [prompt] if isinstance(prompt, dict) else [{"role": "user", "content": prompt}]
 
 
 def _runner(target, api_key: str | None):
@@ -220,9 +227,10 @@ def _levels(concurrency) -> list[int]:
 
 
 def bench(target, concurrency=(1, 4, 16), *, requests: int | None = None, max_tokens: int = 64,
-          prompts=None, api_key: str | None = None, warmup: bool = True) -> BenchResult:
+          prompts=None, api_key: str | None = None, warmup: bool = True, images=None) -> BenchResult:
     """Measure `target` — an Endpoint, an endpoint URL ("http://…/v1#model"), a ChatSession, or a model
-    name/folder (loaded in-process) — at each concurrency level. See the module docstring."""
+    name/folder (loaded in-process) — at each concurrency level. See the module docstring. `images`: pictures
+    for a vision-language model, paired with the prompts in turn (image requests)."""
     levels = _levels(concurrency)
     if max_tokens < 1:
         raise CampError("max_tokens must be ≥ 1")
@@ -231,6 +239,12 @@ def bench(target, concurrency=(1, 4, 16), *, requests: int | None = None, max_to
     prompts = [str(p) for p in (prompts or DEFAULT_PROMPTS)]
     if not prompts:
         raise CampError("no prompts to send")
+    if images is not None:
+        from camp.multimodal.messages import as_list, user_message
+
+        pics = as_list(images)
+        n = max(len(prompts), len(pics))
+        prompts = [user_message(prompts[i % len(prompts)], pics[i % len(pics)]) for i in range(n)]
     runner = _runner(target, api_key)
     if warmup:
         first = runner.one(prompts[0], max_tokens)

@@ -158,11 +158,15 @@ class ServeStage(Stage):
             raise CampError(f"port {self.port} on {self.host} is in use" + (f" by {holder}" if holder else "")
                             + " — stop that server, or leave port out to pick a free one")
         if self.kind != "transformers":  # before the env: a plan that cannot fit fails fast
+            from camp.multimodal.serving import (
+                lmdeploy_plan,  # vision-language: the tower and image tokens count
+            )
             from camp.training.plan import arch_from_config
 
             group = awq_group_size(cfg)
-            self.plan = plan_serving(arch_from_config(folder), prof, quant=q, tp=self.tp,
-                                     model_format="awq" if group else "hf", group_size=group or 128)
+            self.plan = lmdeploy_plan(self.model, folder, prof, quant=q, tp=self.tp) or plan_serving(
+                arch_from_config(folder), prof, quant=q, tp=self.tp, model_format="awq" if group else "hf",
+                group_size=group or 128)
 
     def step(self, port: int) -> Step:
         """The server run on `port`: the engine's command, done once /health and /v1/models answer."""
@@ -173,8 +177,11 @@ class ServeStage(Stage):
             if self.api_key:
                 extra[transformers_engine.KEY_ENV] = self.api_key
         else:
+            from camp.multimodal.serving import lmdeploy_extra
+
             cmd = lmdeploy_serve_command(self.folder, self.profile, self.q, port, self.host, self.api_key, self.tp,
-                                         model_name=self.served, backend=self.backend, plan=self.plan)
+                                         model_name=self.served, backend=self.backend,
+                                         plan=self.plan) + lmdeploy_extra(self.model, self.folder)
             extra = {}
         extra.update({"PYTHONPATH": config.pythonpath(), "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_UPDATE_CHECK": "1"})
         client = Client(f"http://{connect_host(self.host)}:{port}/v1", self.served, self.api_key)

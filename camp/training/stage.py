@@ -431,6 +431,11 @@ def finetune(model="auto", dataset=None, *, name: str | None = None, profile=Non
     if dataset is None:
         raise CampError("finetune needs a dataset: a .jsonl file or a list of records, e.g. "
                         "camp.data.self_cognition('小助手', '张三')")
+    from camp.multimodal.stage import finetune_vl, wants_vl
+
+    if wants_vl(model, dataset):  # pictures: XTuner's LLaVA pipeline (camp.multimodal.stage)
+        return finetune_vl(model, dataset, name=name, profile=profile, max_iters=max_iters, lr=lr, run_dir=run_dir,
+                           evaluation_inputs=evaluation_inputs, show=show)
     t0 = time.time()
     prep = _prepare(model, dataset, profile=profile, plan=plan, method=method, max_length=max_length)
     prep.seconds = time.time() - t0
@@ -502,6 +507,10 @@ def _keep_chat_files(base_dir: Path, out: Path) -> None:
 # ============================================================================ CLI
 def cli_finetune(args) -> int:
     """`camp finetune MODEL DATA [--name N] [--plan-only] [--json] …`"""
+    from camp.multimodal.stage import cli_finetune_vl, wants_vl
+
+    if wants_vl(args.model, args.dataset):
+        return cli_finetune_vl(args)
     out = sys.stdout
     t0 = time.time()
     prep = _prepare(args.model, args.dataset, profile=args.profile, plan=None, method=args.method,

@@ -25,11 +25,13 @@ _STYLE = {
 _UPDATE_EVERY = 0.05  # s between bubble updates: fast models produce tokens quicker than a browser redraws
 
 
-def _bubble_html(role: str, text: str, note: str = "") -> str:
+def _bubble_html(role: str, text: str, note: str = "", images=()) -> str:
     style = _STYLE.get(role, _STYLE["assistant"])
     body = html.escape(text) if text else "<i>…</i>"
     extra = f' <span style="color:#64748b;font-size:85%">{html.escape(note)}</span>' if note else ""
-    return f'<div class="camp-chat-{role}" style="{style}">{body}{extra}</div>'
+    pics = "".join(f'<img src="{uri}" style="width:96px;image-rendering:pixelated;display:block;margin-bottom:4px">'
+                   for uri in images)  # small pictures shown enlarged, pixel for pixel
+    return f'<div class="camp-chat-{role}" style="{style}">{pics}{body}{extra}</div>'
 
 
 class ChatWidget:
@@ -57,6 +59,11 @@ class ChatWidget:
         self.stop_button = w.Button(description=t("停止", "Stop"), icon="stop", disabled=True)
         self.reset_button = w.Button(description=t("清空", "Clear"), icon="trash")
         self.status = w.HTML("")
+        # pictures for vision-language models: the next message carries the uploaded one (camp.multimodal)
+        self.pending_image = None
+        self.image_upload = w.FileUpload(accept="image/*", multiple=False, description=t("图片", "Image"),
+                                         icon="image")
+        self.image_upload.observe(self._on_upload, names="value")
         # Enter: the browser sends a "submit" message (what the deprecated Text.on_submit listened to). The
         # suggested replacement, continuous_update=False + observe("value"), also fires when the box merely
         # loses focus, which would send half-typed messages.
@@ -68,12 +75,13 @@ class ChatWidget:
             [
                 self.title,
                 self.transcript,
-                w.HBox([self.input, self.send_button, self.stop_button, self.reset_button]),
+                w.HBox([self.input, self.send_button, self.stop_button, self.reset_button]
+                       + ([self.image_upload] if getattr(session.backend, "vision", True) else [])),
                 self.status,
             ]
         )
         for m in session.history:  # a session that already talked shows its conversation
-            self._add(m["role"], m["content"])
+            self._add(m["role"], *_text_and_pictures(m["content"]))
 
     # ------------------------------------------------------------------ display
     def _repr_mimebundle_(self, **kwargs):
@@ -92,10 +100,10 @@ class ChatWidget:
         """What the transcript shows: (role, text) per bubble; role is user, assistant or error."""
         return [(role, text) for role, _w, text in self._bubbles]
 
-    def _add(self, role: str, text: str):
+    def _add(self, role: str, text: str, images=()):
         import ipywidgets as w
 
-        bubble = w.HTML(_bubble_html(role, text))
+        bubble = w.HTML(_bubble_html(role, text, images=images))
         self._bubbles.append((role, bubble, text))
         self.transcript.children = (*self.transcript.children, bubble)
         return len(self._bubbles) - 1
@@ -115,26 +123,51 @@ class ChatWidget:
         if isinstance(content, dict) and content.get("event") == "submit":
             self.send()
 
-    def send(self, text: str | None = None) -> None:
-        """Send `text` (default: the input box); the reply streams into the transcript from a worker thread."""
+    def _on_upload(self, change):
+        files = change["new"] or ()
+        if files:
+            f = files[0]
+            self.attach(bytes(f["content"]), name=f.get("name", ""))
+
+    def attach(self, image, name: str = "") -> None:
+        """The picture the next message carries (what the upload button does): a path, bytes, PIL image, array."""
+        from camp.multimodal import images
+
+        try:
+            self.pending_image = images.load(image)
+        except Exception as exc:  # a bad upload is said in the status line; nothing is sent
+            self.pending_image = None
+            self.status.value = f"<span style='color:#991b1b'>{html.escape(str(exc))}</span>"
+            return
+        self.status.value = f"🖼 {html.escape(name or 'image')} {self.pending_image.size[0]}×{self.pending_image.size[1]}"
+
+    def send(self, text: str | None = None, image=None) -> None:
+        """Send `text` (default: the input box) with `image` (default: the uploaded one); the reply streams into
+        the transcript from a worker thread."""
         text = (self.input.value if text is None else text).strip()
         if not text or self.busy:
             return
+        if image is not None:
+            self.attach(image)
+        image, self.pending_image = self.pending_image, None
         self.input.value = ""
-        self._add("user", text)
+        from camp.multimodal.images import to_data_uri
+
+        self._add("user", text, [to_data_uri(image)] if image is not None else ())
         index = self._add("assistant", "")
         self._stop.clear()
         self.last_error = None
         self.status.value = f"<i>{t('正在生成…', 'generating…')}</i>"
         self._set_busy(True)
-        self._thread = threading.Thread(target=self._generate, args=(text, index), daemon=True, name="camp-chat")
+        self._thread = threading.Thread(target=self._generate, args=(text, index, image), daemon=True,
+                                        name="camp-chat")
         self._thread.start()
 
-    def _generate(self, text: str, index: int):
+    def _generate(self, text: str, index: int, image=None):
         parts: list[str] = []
         stopped = False
         try:
-            stream = self.session.stream(text)
+            stream = self.session.stream(text, image)
             last = 0.0
             try:
                 for piece in stream:
@@ -187,3 +220,13 @@ class ChatWidget:
         self._bubbles.clear()
         self.transcript.children = ()
         self.status.value = ""
+
+
+def _text_and_pictures(content) -> tuple[str, list[str]]:
+    """A history message as the transcript shows it: its text and its pictures as data URIs."""
+    if isinstance(content, str):
+        return content, []
+    from camp.multimodal.images import to_data_uri
+
+    text = "".join(p.get("text", "") for p in content if p.get("type") == "text")
+    return text, [to_data_uri(p["image"]) for p in content if p.get("type") == "image"]

@@ -44,19 +44,32 @@ with st.sidebar:
     top_p = st.slider(t("Top-p（核采样）", "Top-p"), 0.05, 1.0, 0.8, step=0.05, disabled=temperature == 0)
     if st.button(t("清空对话", "Clear chat")):
         session.reset()
+    # a picture for vision-language models: sent with the next message (camp.multimodal checks it)
+    upload = (st.file_uploader(t("图片（视觉语言模型）", "Image (vision-language models)"), type=["png", "jpg", "jpeg", "gif", "bmp", "webp"])
+              if getattr(base.backend, "vision", True) else None)
 
 for message in session.history:
     with st.chat_message(message["role"]):
-        st.markdown(message["content"])
+        for part in message["content"] if isinstance(message["content"], list) else []:
+            if part.get("type") == "image":
+                st.image(part["image"], width=96)
+        st.markdown(message["content"] if isinstance(message["content"], str)
+                    else "".join(p.get("text", "") for p in message["content"] if p.get("type") == "text"))
 
 if prompt := st.chat_input(t("输入你的问题", "Ask something")):
+    # each uploaded picture goes with one message, not with every later one
+    image = upload.getvalue() if upload is not None and st.session_state.get("sent_upload") != upload.file_id else None
+    if image is not None:
+        st.session_state.sent_upload = upload.file_id
     with st.chat_message("user"):
+        if image is not None:
+            st.image(image, width=96)
         st.markdown(prompt)
     with st.chat_message("assistant"):
         gen = {"max_new_tokens": max_new_tokens, "temperature": temperature}
         if temperature > 0:
             gen["top_p"] = top_p
         try:
-            st.write_stream(session.stream(prompt, **gen))
+            st.write_stream(session.stream(prompt, image, **gen))
         except Exception as exc:
             st.error(f"{type(exc).__name__}: {exc}")

@@ -102,14 +102,14 @@ def test_catalogue_has_the_course_models():
 def test_catalogue_fields_are_sane():
     for m in _listing.catalogue():
         assert m.title and m.chat_template == "internlm2" and m.modality in ("text", "vision")
-        assert m.arch in ("internlm2", "internlm-xcomposer2", "internvl2", "llama")
+        assert m.arch in ("internlm2", "internlm-xcomposer2", "internvl2", "llama", "llava")
         assert m.params > 0
         mem = m.memory_gb
         assert set(mem) == {"chat", "lora", "qlora"}
         assert 0 < mem["chat"] <= mem["lora"]
         assert mem["qlora"] is None or mem["qlora"] < mem["lora"]
-        if m.name == "tiny":
-            assert m.ids == [] and m.arch == "llama" and not m.remote_code
+        if m.name in ("tiny", "tiny-vl"):  # built locally
+            assert m.ids == [] and m.arch == {"tiny": "llama", "tiny-vl": "llava"}[m.name] and not m.remote_code
             continue
         assert m.modelscope.count("/") == 1 and m.hf.count("/") == 1 and m.revision
         assert m.remote_code and m.dtype == "bfloat16"

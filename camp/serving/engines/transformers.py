@@ -42,6 +42,9 @@ class ServeFace:
     def __init__(self, app, *, key: str | None, folder: str, name: str):
         self.app, self.key, self.folder, self.name = app, key, folder, name or folder
         self.created = int(time.time())
+        from camp.multimodal.backend import is_vision_folder
+
+        self.vision = is_vision_folder(folder)
 
     async def _json(self, send, status: int, obj: dict) -> None:
         body = json.dumps(obj).encode()
@@ -80,6 +83,12 @@ class ServeFace:
         except ValueError:
             data = None
         if isinstance(data, dict):
+            from camp.multimodal.serving import check_request  # bad pictures: a 400, never a crashed server
+
+            problem = check_request(data, self.vision, self.name)
+            if problem:
+                return await self._json(send, 400, {"error": {"message": problem, "type": "invalid_request_error",
+                                                              "code": "invalid_image"}})
             asked = data.get("model")
             if asked in (None, "", self.name, self.folder):
                 data["model"] = self.folder
