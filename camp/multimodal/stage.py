@@ -140,11 +140,6 @@ class VLFinetuneStage(Stage):
                               "model, e.g. tiny-vl"))
         if self.max_iters < 1 or self.batch_size < 1 or self.lr <= 0:
             raise CampError("max_iters and batch_size must be ≥ 1 and lr > 0")
-        if self.wanted_name:
-            entry = models.registered().get(self.wanted_name)
-            self._name_taken = entry is not None
-            if entry is not None:
-                self._name_path = Path(entry["path"]).resolve()
 
     # 3 ------------------------------------------------------------------------------------------ prepare
     def lock(self, run_dir):
@@ -180,23 +175,15 @@ class VLFinetuneStage(Stage):
             res = VLFinetuneResult.from_dict(done)
             res.reused = True
             wanted = self.wanted_name or res.name
-            if getattr(self, "_name_taken", False) and self._name_path != res.merged_dir.resolve():
-                raise CampError(t(f"名字 {wanted!r} 已经登记给 {self._name_path} — 换一个 name=",
-                                  f"the name {wanted!r} is already registered for {self._name_path} — choose another "
-                                  "name="))
             if wanted and models.registered().get(wanted, {}).get("path") != str(res.merged_dir.resolve()):
-                models.register(wanted, res.merged_dir, base=res.base, meta={"run_dir": str(run_dir)})
+                # as a text fine-tune: a name another model holds is kept; this one gets a versioned name
+                wanted = models.register_new(wanted, res.merged_dir, base=res.base, meta={"run_dir": str(run_dir)})
             res.name = wanted
             progress.get(getattr(self, "show", True)).say(t(f"{run_dir} 里已经有同样数据和设置的微调结果：直接使用（换数据或设置才会重新训练）",
                                      f"{run_dir} holds a finished fine-tune with the same data and settings: using it "
                                      "(other data or settings train anew)"))
             return res
         name = self.wanted_name or f"{_slug(self.label)}-ft-{run_dir.name[:15]}"
-        if getattr(self, "_name_taken", False) and self._name_path != (run_dir / "merged").resolve():
-            raise CampError(t(f"名字 {name!r} 已经登记给 {self._name_path} — 换一个 name=，或先 "
-                              "camp.models.unregister(名字)",
-                              f"the name {name!r} is already registered for {self._name_path} — choose another "
-                              "name=, or camp.models.unregister(name) first"))
         self.run_name = name
         info = markers.read_json(run_dir / "run.json")
         data_sha = hashlib.sha256(json.dumps(self.data.records, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
@@ -310,9 +297,11 @@ class VLFinetuneStage(Stage):
             with markers.building(merged, replace=True) as tmp:
                 xtuner_llava.assemble(self.base_dir, run_dir / "converted", tmp)
                 markers.mark(tmp, "merged", base=str(self.base_dir), dataset=str(self.data.path))
-        models.register(self.run_name, merged, base=self.label,
-                        meta={"run_dir": str(run_dir), "method": "full", "iterations": self.max_iters,
-                              "dataset": str(self.data.path), "modality": "vision"})
+        # a name another model holds is kept; this one gets a versioned name (name-2, …), as for text fine-tunes
+        self.run_name = models.register_new(self.run_name, merged, base=self.label,
+                                            meta={"run_dir": str(run_dir), "method": "full",
+                                                  "iterations": self.max_iters, "dataset": str(self.data.path),
+                                                  "modality": "vision"})
         log_path = run_dir / "jobs" / "train" / "log.txt"
         log = parse_log(log_path.read_text(encoding="utf-8", errors="replace")) if log_path.is_file() else None
         seconds = {j.name: round(j.seconds or 0, 2) for j in jobs}

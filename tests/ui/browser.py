@@ -98,6 +98,17 @@ class Lab:
         # ?reset: a fresh workspace, so each page shows just this notebook
         return f"{self.base}/lab/tree/{notebook}?reset&token={self.token}"
 
+    def shutdown_kernels(self) -> None:
+        """End every notebook session (a test's kernel holds a model and CPU the next test needs)."""
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"{self.base}/api/sessions?token={self.token}", timeout=10) as r:
+            sessions = json.loads(r.read())
+        for session in sessions:
+            req = urllib.request.Request(f"{self.base}/api/sessions/{session['id']}?token={self.token}",
+                                         method="DELETE")
+            with contextlib.suppress(OSError):
+                opener.open(req, timeout=30).close()
+
     def stop(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -123,7 +134,8 @@ def open_notebook(page, lab: Lab, name: str, timeout: float = 120_000) -> None:
     """Open `name` and wait until its kernel is up and idle (the status bar reads "Idle")."""
     page.goto(lab.url(name))
     page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=timeout)
-    page.get_by_text(kernel.DISPLAY_NAME).first.wait_for(timeout=timeout)
+    # the notebook's own toolbar names its kernel (the Running panel lists other notebooks' kernels, hidden)
+    page.locator(".jp-NotebookPanel-toolbar").get_by_text(kernel.DISPLAY_NAME).first.wait_for(timeout=timeout)
     wait_idle(page, timeout)
 
 
@@ -134,10 +146,22 @@ def wait_idle(page, timeout: float = 120_000) -> None:
 
 
 def run_cell(page, index: int = 0) -> None:
-    """Click into cell `index` and press Shift+Enter, as a student does."""
+    """Click into cell `index` and press Shift+Enter, as a student does; again (as a student would) when the cell did
+    not start: right after a notebook opens, JupyterLab may still move the focus (to the file browser), and the key
+    press is lost."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
-    cell.locator(".jp-InputArea-editor").click()
-    page.keyboard.press("Shift+Enter")
+    prompt = cell.locator(".jp-InputPrompt").element_handle()
+    for _ in range(3):
+        cell.locator(".jp-InputArea-editor").click()
+        page.keyboard.press("Shift+Enter")
+        try:  # "[ ]:" until the cell is queued, then "[*]:", then "[1]:"
+            page.wait_for_function("(el) => !/\\[\\s*\\]/.test(el.textContent)", arg=prompt, timeout=5_000)
+            return
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError(f"cell {index} did not start after three Shift+Enter presses")
 
 
 def cell_output(page, index: int = 0):

@@ -49,6 +49,13 @@ def lab(tmp_path_factory, shots):
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def _one_kernel_at_a_time(request):
+    yield
+    if "lab" in request.fixturenames:
+        request.getfixturevalue("lab").shutdown_kernels()
+
+
 def _shot(page, shots, name: str):
     path = shots / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
