@@ -107,29 +107,36 @@ def finetune_html(result) -> str:
 
 
 def plan_html(plan) -> str:
+    from camp.runtime.i18n import t
+
     colors = {"weights": "#4e79a7", "adapters": "#f28e2b", "gradients": "#e15759", "optimizer": "#76b7b2",
               "activations": "#59a14f", "overhead": "#bab0ac"}
+    names = {"weights": t("权重", "weights"), "adapters": t("适配器", "adapters"), "gradients": t("梯度", "gradients"),
+             "optimizer": t("优化器状态", "optimizer"), "activations": t("激活值", "activations"),
+             "overhead": t("进程开销", "overhead")}
     total = plan.memory["total"]
     scale = max(total, plan.budget_gib, 1e-9)
     bar = "".join(
-        f'<div title="{p}: {plan.memory[p]:.2f} GiB" style="width:{100 * plan.memory[p] / scale:.2f}%;'
+        f'<div title="{names[p]}: {plan.memory[p]:.2f} GiB" style="width:{100 * plan.memory[p] / scale:.2f}%;'
         f'background:{colors[p]};height:100%"></div>' for p in PARTS)
     line = (f'<div style="position:absolute;left:{100 * plan.budget_gib / scale:.2f}%;top:-3px;bottom:-3px;'
-            'border-left:2px dashed #000" title="budget"></div>')
+            f'border-left:2px dashed #000" title="{t("预算", "budget")}"></div>')
     rows = "".join(
         f'<tr><td><span style="display:inline-block;width:10px;height:10px;background:{colors[p]}"></span> '
-        f"{p}</td><td style='text-align:right'>{plan.memory[p]:.2f}</td>"
+        f"{names[p]}</td><td style='text-align:right'>{plan.memory[p]:.2f}</td>"
         f"<td>{html.escape(plan.explain.get(p, ''))}</td></tr>" for p in PARTS)
-    verdict = ("<b style='color:#2a7'>fits</b>" if plan.fits else "<b style='color:#c33'>does not fit</b>")
+    verdict = (f"<b style='color:#2a7'>{t('放得下', 'fits')}</b>" if plan.fits
+               else f"<b style='color:#c33'>{t('放不下', 'does not fit')}</b>")
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in plan.notes)
-    return (f"<div><b>Fine-tuning plan for {html.escape(plan.model)}</b> on "
-            f"{html.escape(plan.profile or plan.device)}<br><small>{html.escape(plan.headline())}</small>"
+    where = html.escape(plan.profile or plan.device)
+    return (f"<div><b>{t(f'微调计划：{html.escape(plan.model)}', f'Fine-tuning plan for {html.escape(plan.model)}')}"
+            f"</b> {t('在', 'on')} {where}<br><small>{html.escape(plan.headline())}</small>"
             '<div style="position:relative;display:flex;height:18px;margin:8px 0;border:1px solid #999;'
             f'max-width:640px">{bar}{line}</div>'
-            "<table><tr><th>part</th><th>GiB</th><th></th></tr>"
-            f"{rows}<tr><td><b>total</b></td><td style='text-align:right'><b>{total:.2f}</b></td>"
-            f"<td>of {plan.budget_gib:.2f} GiB budget → {verdict}</td></tr></table>"
-            + (f"<ul>{notes}</ul>" if notes else "") + "</div>")
+            f"<table><tr><th>{t('部分', 'part')}</th><th>GiB</th><th></th></tr>"
+            f"{rows}<tr><td><b>{t('合计', 'total')}</b></td><td style='text-align:right'><b>{total:.2f}</b></td>"
+            f"<td>{t(f'预算 {plan.budget_gib:.2f} GiB', f'of {plan.budget_gib:.2f} GiB budget')} → {verdict}</td>"
+            "</tr></table>" + (f"<ul>{notes}</ul>" if notes else "") + "</div>")
 
 
 def bench_html(result) -> str:

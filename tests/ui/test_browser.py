@@ -119,7 +119,7 @@ def test_finetune_view_updates_the_loss_live_and_shows_chart_and_samples_once(pa
     # chat hook's answers once
     assert out.locator("svg.camp-loss").count() == 1
     assert out.locator(".camp-samples").count() == 1
-    assert out.locator(".camp-job-done").count() == 1  # XTuner's training Job, now one line
+    assert out.locator(".camp-job-done").count() == 2  # XTuner's train and convert Jobs, now one line each
     assert out.locator(".widget-progress").count() == 0
     # progress lines are ordinary output, never on the error background
     assert b.stderr_outputs(page) == [], b.stderr_outputs(page)
