@@ -437,14 +437,15 @@ class EnvStage(Stage):
 
     def steps(self, run_dir: Path):
         name, files = self.env_name, requirement_files(self.env_name)
-        # The core env skips pip's byte-compiling of every installed module (~21k files, about 90 s of CPU on the 2-core
-        # course machines, most of a fresh clone's wait before the first reply); Python compiles the few hundred modules
-        # a lesson imports the first time it imports them (about 13 s of CPU, once).
-        fast = ["--no-compile"] if name == "core" else []
+        # pip's byte-compiling of every installed module is skipped (the core env: ~21k files, about 90 s of CPU on the
+        # 2-core course machines, most of a fresh clone's wait before the first reply; each tool env as many again);
+        # Python compiles the few hundred modules a lesson or a tool imports the first time it imports them (about
+        # 13 s of CPU, once).
+        fast = ["--no-compile"]
         yield self._pip(f"env {name}: pip install", [*fast, *torch_requirement(name, self.on), "-r", str(files[0])],
                         run_dir)
         for extra in files[1:]:
-            yield self._pip(f"env {name}: pip install --no-deps", ["--no-deps", "-r", str(extra)], run_dir)
+            yield self._pip(f"env {name}: pip install --no-deps", [*fast, "--no-deps", "-r", str(extra)], run_dir)
         if name == "core":
             yield self._pip("env core: install camp", ["--no-deps", "-e", str(config.project_root())], run_dir)
 
