@@ -13,12 +13,12 @@ setup:
 	PYTHONPATH=. $(PY) -m camp env create core
 	$(CAMP) tiny
 
-# The heavy tools' own envs, which the tests run the real tools in.
-tool-envs: setup
-	$(CAMP) env create xtuner
-	$(CAMP) env create opencompass
-	$(CAMP) env create llamaindex
-	$(CAMP) env create huixiangdou
+# The heavy tools' own envs, which the tests run the real tools in. Independent of each other: `make -j4 tool-envs`
+# builds them side by side (pip mostly waits on downloads and disk; each env has its own folder, lock and log).
+TOOL_ENVS := xtuner opencompass llamaindex huixiangdou
+tool-envs: $(addprefix env-,$(TOOL_ENVS))
+env-%: setup
+	$(CAMP) env create $*
 
 # Model-written code (agents' Python tool) runs inside bubblewrap, a Debian package: installed when missing.
 sandbox-deps:
@@ -29,7 +29,7 @@ sandbox-deps:
 # The browser tests (tests/ui): Debian's Chromium, a CJK and an emoji font (apt), Playwright's Python package in the core env
 # (pinned; it drives that Chromium, no browser download). Installed when missing.
 PLAYWRIGHT := playwright==1.65.2
-browser-deps: setup
+browser-deps: setup sandbox-deps
 	@command -v chromium >/dev/null 2>&1 && [ -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || { \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-zenhei fonts-noto-color-emoji; \
 		else echo "camp: install Chromium and a CJK font first (sudo apt-get install chromium fonts-wqy-zenhei fonts-noto-color-emoji)" >&2; \
@@ -44,7 +44,8 @@ course: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-test: setup tool-envs sandbox-deps browser-deps lint
+test: setup lint
+	$(MAKE) -j6 tool-envs sandbox-deps browser-deps
 	$(VENV)/bin/python -m pytest
 
 # The unit tests alone (no tool runs, no notebooks): under a minute.
