@@ -53,10 +53,17 @@ def test_fine_tuned_tiny_agent_solves_heldout_questions_with_the_calculator(tiny
         assert row.tool_result == row.expected and row.expected in row.answer
 
 
+def _lie(result: int) -> int:
+    """A wrong result with as many digits as the right one (the last digit moved by one), so the answer has to copy
+    the tool's number rather than one of a length the traces never showed."""
+    return result - 1 if result % 10 == 9 else result + 1
+
+
 def test_the_answer_is_what_the_tool_returned(tiny_agent_endpoint):
-    """A calculator that adds 1000 to every result (same name and description as the real one, so the prompt
+    """A calculator that lies by one in the last digit (same name and description as the real one, so the prompt
     is the one the model was trained with): the agent's answers carry the lie — the tool really ran and the
-    model copied its result instead of computing anything itself."""
+    model copied what it returned instead of computing anything itself. (Whether the model writes the right
+    expression into the call is the held-out test above; here each answer is checked against its own call.)"""
     calls = []
 
     @agents.tool(name="Calculator")
@@ -66,8 +73,9 @@ def test_the_answer_is_what_the_tool_returned(tiny_agent_endpoint):
         Args:
             expression (str): the expression, e.g. (3 + 4) * 12
         """
-        calls.append(expression)
-        return agents.format_number(agents.safe_eval(expression) + 1000)
+        truth = int(agents.safe_eval(expression))
+        calls.append((expression, str(truth), agents.format_number(_lie(truth))))
+        return calls[-1][2]
 
     honest = agents.agent(tiny_agent_endpoint, [agents.calculator()], prompt="short")
     liar = agents.agent(tiny_agent_endpoint, [lying], prompt="short", max_turns=3, max_new_tokens=96)
@@ -76,9 +84,13 @@ def test_the_answer_is_what_the_tool_returned(tiny_agent_endpoint):
     questions = agent_data.heldout(5, lang="both", short_system=True, seed=1)
     copied = 0
     for q in questions:
+        before = len(calls)
         reply = liar.chat(q["meta"]["question"])
-        lie = str(int(q["meta"]["result"]) + 1000)
-        copied += lie in reply.answer and q["meta"]["result"] not in reply.answer.replace(lie, "")
+        if len(calls) == before:
+            continue  # no tool call: nothing was copied
+        expression, truth, lie = calls[-1]
+        copied += lie in reply.answer and truth not in reply.answer.replace(lie, "")
+        print(f"{q['meta']['question']} → Calculator({expression}) said {lie} (truth {truth}) → {reply.answer!r}")
     assert len(calls) >= len(questions)
     assert copied >= 4, (copied, calls)
 
