@@ -143,9 +143,10 @@ class VLFinetuneStage(Stage):
 
     # 3 ------------------------------------------------------------------------------------------ prepare
     def lock(self, run_dir):
-        from camp.training.stage import _run_lock
+        from camp.runtime import config
 
-        return _run_lock(run_dir)
+        return config.file_lock(run_dir / ".camp-finetune.lock", busy=(
+            f"another camp process is fine-tuning in {run_dir} — wait for it, or use another run_dir"))
 
     def key(self) -> str:
         """What defines the run: the base's weights, the data (records and picture files) and the settings."""
@@ -228,7 +229,6 @@ class VLFinetuneStage(Stage):
 
     def steps(self, run_dir):
         from camp.runtime import envs
-        from camp.training.stage import _xtuner_tool
         from camp.training.xtuner import LogParser, ToolLog, _last_checkpoint, train_command
 
         work, config = run_dir / "work", run_dir / "config.py"
@@ -252,7 +252,8 @@ class VLFinetuneStage(Stage):
             markers.mark(tokenized, "xtuner-data", data_sha256=data_sha)
         if _last_checkpoint(work) != final:
             resume = _last_checkpoint(work)
-            cmd = train_command(envs.python("xtuner"), _xtuner_tool("tools/train.py"), config, work,
+            train_py = envs.find_package("xtuner", "xtuner") / "tools" / "train.py"
+            cmd = train_command(envs.python("xtuner"), train_py, config, work,
                                 SimpleNamespace(num_gpus=1, deepspeed=None), resume=resume)
             parser = self.parser
 
