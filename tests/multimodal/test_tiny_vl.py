@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -31,7 +32,7 @@ kw = {"dtype": torch.float32} if int(transformers.__version__.split(".")[0]) >= 
 model = LlavaForConditionalGeneration.from_pretrained(folder, **kw).eval()
 with torch.no_grad():
     logits = model(**inputs).logits[0]
-    out = model.generate(**inputs, max_new_tokens=24, do_sample=False)
+    out = model.generate(**inputs, max_new_tokens=48, do_sample=False)
 answer = proc.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 np.save(sys.argv[4], logits.numpy())
 print(json.dumps({"version": transformers.__version__, "text": text, "ids": inputs["input_ids"][0].tolist(),
@@ -111,9 +112,14 @@ def test_marker_and_rebuild_rules(folder, tmp_path):
 
     other_tiny = tmp_path / "tiny"
     shutil.copytree(tiny.default_dir(), other_tiny)
-    with open(other_tiny / "model.safetensors", "r+b") as f:  # a rebuilt tiny: other weights, same size
+    with open(other_tiny / "model.safetensors", "r+b") as f:  # a rebuilt tiny: other weights, same size …
         f.seek(-4, 2)
         f.write(b"\x00\x01\x02\x03")
+    marker = other_tiny / markers.MARKER  # … and a marker that records them, as a finished rebuild's does
+    record = json.loads(marker.read_text())
+    record["weights_sha256"] = hashlib.sha256((other_tiny / "model.safetensors").read_bytes()).hexdigest()
+    marker.write_text(json.dumps(record))
+    assert tiny.is_complete(other_tiny)
     assert not tiny_vl.is_complete(folder, tiny_dir=other_tiny)
     copy = tmp_path / "vl"
     shutil.copytree(folder, copy)
