@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="tiny")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--iters", type=int, default=None, help="default: the profile's recipe (cpu-tiny: 100)")
+    ap.add_argument("--iters", type=int, default=None, help="default: the profile's recipe (cpu-tiny: 150)")
     ap.add_argument("--quiet", action="store_true", help="camp side without its live view")
     args = ap.parse_args(argv)
 

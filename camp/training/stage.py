@@ -421,7 +421,7 @@ def finetune(model="auto", dataset=None, *, name: str | None = None, profile=Non
     model: catalogue name, registered name, local folder, or "auto" (the profile's default). dataset: a file
     (.jsonl/.json: OpenAI messages, alpaca or XTuner conversation) or a list of records. plan: a
     camp.training.plan.Plan (default: planned here for the profile; on a CPU with batch 4). max_iters / epochs / lr:
-    default from the recipe (cpu-tiny: 400 examples, i.e. 100 iterations at batch 4, lr 1e-2). run_dir: a run
+    default from the recipe (cpu-tiny: 600 examples, i.e. 150 iterations at batch 4, lr 1e-2). run_dir: a run
     folder to create, or to resume (a stopped run continues from its last checkpoint; a finished one is returned as
     it is). evaluation_inputs: the questions XTuner's chat hook asks while training (default: the identity question
     "你是谁？"). merge=False stops after the adapter. name: the name to register the merged model under; when it

@@ -176,8 +176,8 @@ def test_gpu_configs_use_xtuners_own_settings(monkeypatch):
 def test_iterations_from_epochs_and_the_recipes(monkeypatch):
     monkeypatch.setenv("CAMP_FAKE_GPUS", "none")
     cpu = planner.plan("tiny", profile="cpu-tiny", batch_size=4)
-    assert _xtuner.iterations(cpu, 34)[0] == 100  # the recipe: 400 examples
-    assert _xtuner.iterations(planner.plan("tiny", profile="cpu-tiny", batch_size=1), 34)[0] == 400
+    assert _xtuner.iterations(cpu, 34)[0] == 150  # the recipe: 600 examples
+    assert _xtuner.iterations(planner.plan("tiny", profile="cpu-tiny", batch_size=1), 34)[0] == 600
     assert _xtuner.iterations(cpu, 34, epochs=2)[0] == 18  # 2 × ceil(34 / 4)
     assert _xtuner.iterations(cpu, 34, max_iters=7)[0] == 7
     with pytest.raises(CampError, match="not both"):
