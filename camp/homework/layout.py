@@ -26,6 +26,7 @@ from pathlib import Path
 from camp.runtime import config
 from camp.runtime.errors import CampError
 from camp.runtime.i18n import t
+from camp.runtime.markers import sha256_file as sha256
 
 # Student and assignment ids become folder names and gradebook keys: keep them to safe, portable characters
 # (`@` too: JupyterHub user names, which nbgrader's own exchange uses as student ids, may be e-mail addresses).
@@ -41,14 +42,6 @@ def check_id(value: str, what: str) -> str:
             f"{what} {value!r} is not valid: use letters, digits, `_`, `-`, `.`, `@`, starting with a letter or digit, "
             f"at most 64 characters"))
     return value
-
-
-def sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def tree_hash(folder: Path) -> str:

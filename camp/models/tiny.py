@@ -25,6 +25,7 @@ from pathlib import Path
 from camp.runtime import config, markers
 from camp.runtime import progress as _progress
 from camp.runtime.errors import CampError
+from camp.runtime.markers import sha256_file as _sha256_file
 
 NAME = "tiny"
 # Bump when the build changes in a way the recipe dict below does not show (e.g. the training loop).
@@ -238,14 +239,6 @@ def render(messages: list[dict], add_generation_prompt: bool = False) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- marker
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 FILES = [

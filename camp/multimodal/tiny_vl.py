@@ -34,6 +34,7 @@ from pathlib import Path
 from camp.multimodal import scenes
 from camp.runtime import config, markers
 from camp.runtime.errors import CampError
+from camp.runtime.markers import sha256_file as _sha256_file
 
 NAME = "tiny-vl"
 KIND = "tiny-vl"
@@ -65,14 +66,6 @@ def default_dir() -> Path:
 
 def recipe_sha256() -> str:
     return hashlib.sha256(json.dumps(RECIPE, sort_keys=True).encode()).hexdigest()
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _tiny_sha256(tiny_dir: Path) -> str:

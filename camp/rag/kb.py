@@ -27,6 +27,7 @@ from camp.rag import index as ix
 from camp.runtime import config, markers, progress
 from camp.runtime.errors import CampError
 from camp.runtime.i18n import t
+from camp.runtime.markers import sha256_file as _sha256
 
 KIND = "rag-kb"
 FORMAT = 1
@@ -151,14 +152,6 @@ def folder_of(name: str) -> Path:
         raise CampError(f"knowledge base name {name!r}: use letters, digits, '.', '_' or '-' (at most 64), e.g. "
                         "'course'")
     return home() / name
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _display_names(files: list[Path], roots: dict[Path, Path]) -> dict[Path, str]:

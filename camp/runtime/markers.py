@@ -14,6 +14,7 @@ Markers written before this format have no "kind": they still count when their f
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -29,6 +30,15 @@ FORMAT = 1
 
 
 # ------------------------------------------------------------------------------------------ small JSON files
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The sha256 of a file, read in 1 MB blocks (weights, tokenizers, submissions): what markers record."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
 def read_json(path: str | os.PathLike) -> dict:
     """A JSON object from `path`, or {} when it is missing or unreadable."""
     try:
