@@ -229,7 +229,7 @@ class VLFinetuneStage(Stage):
 
     def steps(self, run_dir):
         from camp.runtime import envs
-        from camp.training.xtuner import LogParser, ToolLog, _last_checkpoint, train_command
+        from camp.training.xtuner import LogParser, ToolLog, _last_checkpoint, train_check, train_command
 
         work, config = run_dir / "work", run_dir / "config.py"
         final = work / f"iter_{self.max_iters}.pth"
@@ -256,17 +256,8 @@ class VLFinetuneStage(Stage):
             cmd = train_command(envs.python("xtuner"), train_py, config, work,
                                 SimpleNamespace(num_gpus=1, deepspeed=None), resume=resume)
             parser = self.parser
-
-            def trained(job):
-                parser.close()
-                if parser.traceback:
-                    return f"XTuner raised {parser.error or 'an exception'} (it exited 0 anyway)"
-                if _last_checkpoint(work) != final:
-                    return f"exited 0 but {final.name} is missing: training did not reach iteration {self.max_iters}"
-                return None
-
             yield Step("xtuner train", cmd, run_dir / "jobs" / "train", env="xtuner", cwd=run_dir,
-                       extra_env=self._extra_env(), parser=parser, check=trained, total=self.max_iters, unit="it",
+                       extra_env=self._extra_env(), parser=parser, check=train_check(parser, work, self.max_iters), total=self.max_iters, unit="it",
                        desc="train", hints=[(r"image file is truncated|cannot identify image file",
                                              "an image of the dataset cannot be read")])
         converted = run_dir / "converted"

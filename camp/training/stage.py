@@ -54,6 +54,7 @@ from camp.training.xtuner import (
     iterations,
     parse_log,
     render_config,
+    train_check,
     train_command,
 )
 
@@ -291,18 +292,9 @@ class FinetuneStage(Stage):
         cmd = train_command(envs.python("xtuner"), envs.find_package("xtuner", "xtuner") / "tools" / "train.py",
                             config_path, work_dir, self.plan, resume=resume)
         parser = LogParser()
-        final = work_dir / f"iter_{n_iters}.pth"
-
-        def check(job) -> str | None:
-            parser.close()
-            if parser.traceback:
-                return f"XTuner raised {parser.error or 'an exception'} (it exited 0 anyway)"
-            if _last_checkpoint(work_dir) != final:
-                return f"exited 0 but {final.name} is missing: training did not reach iteration {n_iters}"
-            return None
-
         return Step("xtuner train", cmd, run_dir / "jobs" / "train", env="xtuner", cwd=run_dir,
-                    extra_env=self._env(), parser=parser, check=check, hints=XTUNER_HINTS, total=n_iters,
+                    extra_env=self._env(), parser=parser, check=train_check(parser, work_dir, n_iters),
+                    hints=XTUNER_HINTS, total=n_iters,
                     desc="train", unit="it", on_start=lambda job: _save_state(run_dir, train_pid=job.pid),
                     on_end=lambda job: _save_state(run_dir, train_pid=None),
                     interrupted=(f"training stopped; call finetune again with run_dir={str(run_dir)!r} to resume "

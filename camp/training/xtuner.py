@@ -483,6 +483,22 @@ def _last_checkpoint(work_dir: Path) -> Path | None:
     return ck if ck.is_file() else None
 
 
+def train_check(parser, work_dir: Path, n_iters: int):
+    """The success check of an XTuner training Job (tools/train.py exits 0 after a Traceback too): no Traceback in
+    the log and the final checkpoint `iter_<n_iters>.pth` written."""
+    final = work_dir / f"iter_{n_iters}.pth"
+
+    def check(job) -> str | None:
+        parser.close()
+        if parser.traceback:
+            return f"XTuner raised {parser.error or 'an exception'} (it exited 0 anyway)"
+        if _last_checkpoint(work_dir) != final:
+            return f"exited 0 but {final.name} is missing: training did not reach iteration {n_iters}"
+        return None
+
+    return check
+
+
 def _ckpt_iter(path: Path) -> int | None:
     m = re.search(r"iter_(\d+)\.pth$", str(path))
     return int(m.group(1)) if m else None
