@@ -44,9 +44,12 @@ course: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
+# Two pytest-xdist workers: the heavy tests run single-threaded, so a 2-core machine runs two at once
+# (tests/conftest.py keeps each file, or each lesson, on one worker). TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 2
 test: setup lint
 	$(MAKE) -j6 tool-envs sandbox-deps browser-deps
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 # The unit tests alone (no tool runs, no notebooks): under a minute.
 unit: setup

@@ -66,7 +66,7 @@ def test_lesson_exercises_are_marked_and_complete(path: Path, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ released
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per test process: under xdist a worker runs several lessons' groups
 def released(tmp_path_factory):
     root = tmp_path_factory.mktemp("lesson-course")
     homework.release(LESSONS, course=root, show=False)
