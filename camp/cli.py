@@ -269,36 +269,52 @@ def _agent(sub) -> None:
 
 
 def _rag(sub) -> None:
-    r = sub.add_parser("rag", help="knowledge bases: build from documents, search with sources, ask, serve")
+    r = sub.add_parser("rag", help=t("知识库：从文档构建、带出处检索、提问、提供服务",
+                                     "knowledge bases: build from documents, search with sources, ask, serve"))
     rsub = r.add_subparsers(dest="rag_command", metavar="ACTION", required=True)
-    rb = rsub.add_parser("build", help="load, chunk, embed (offline) and index documents; updates incrementally")
-    rb.add_argument("sources", nargs="+", help="folders or files (.md .txt .html .pdf)")
-    rb.add_argument("--name", default="default", help="the knowledge base's name (default: default)")
-    rb.add_argument("--chunk-size", type=int, default=None, help="characters per passage (default 300)")
-    rb.add_argument("--rebuild", action="store_true", help="embed everything again (another chunk size)")
+    name_help = t("知识库的名字（默认 default）", "the knowledge base's name (default: default)")
+    k_help = t("检索几段（默认 3）", "passages to retrieve (default 3)")
+    mode_help = t("检索方式：混合、向量或 BM25（默认混合）", "retrieval: hybrid, dense or BM25 (default hybrid)")
+    json_help = t("输出 JSON", "print JSON")
+    model_help = t("服务地址 http://…/v1[#模型名]，或要启动服务的模型名",
+                   "endpoint URL http://…/v1[#model] or a model name to serve")
+    rb = rsub.add_parser("build", help=t("读入、切块、（离线）向量化并索引文档；只处理新增和改动的文件",
+                                         "load, chunk, embed (offline) and index documents; updates incrementally"))
+    rb.add_argument("sources", nargs="+", help=t("文件夹或文件（.md .txt .html .pdf）",
+                                                 "folders or files (.md .txt .html .pdf)"))
+    rb.add_argument("--name", default="default", help=name_help)
+    rb.add_argument("--chunk-size", type=int, default=None, help=t("每段的字符数（默认 300）",
+                                                                   "characters per passage (default 300)"))
+    rb.add_argument("--rebuild", action="store_true", help=t("全部重新向量化（换了切块大小时）",
+                                                             "embed everything again (another chunk size)"))
     rb.set_defaults(func=_handler("camp.rag.cli:cli_build"))
-    rs = rsub.add_parser("search", help="the best passages for a query, with file, lines and scores")
-    rs.add_argument("query", nargs="+")
-    rs.add_argument("--name", default="default")
-    rs.add_argument("-k", type=int, default=3)
-    rs.add_argument("--mode", default="hybrid", choices=["hybrid", "dense", "bm25"])
-    rs.add_argument("--json", action="store_true")
+    rs = rsub.add_parser("search", help=t("与问题最相关的段落，带文件、行号和分数",
+                                          "the best passages for a query, with file, lines and scores"))
+    rs.add_argument("query", nargs="+", help=t("要检索的问题", "the query"))
+    rs.add_argument("--name", default="default", help=name_help)
+    rs.add_argument("-k", type=int, default=3, help=k_help)
+    rs.add_argument("--mode", default="hybrid", choices=["hybrid", "dense", "bm25"], help=mode_help)
+    rs.add_argument("--json", action="store_true", help=json_help)
     rs.set_defaults(func=_handler("camp.rag.cli:cli_search"))
-    ra = rsub.add_parser("ask", help="answer from the retrieved passages with a model, and cite them")
-    ra.add_argument("question", nargs="+")
-    ra.add_argument("--name", default="default")
-    ra.add_argument("--model", required=True, help="endpoint URL http://…/v1[#model] or a model name to serve")
-    ra.add_argument("-k", type=int, default=3)
-    ra.add_argument("--mode", default="hybrid", choices=["hybrid", "dense", "bm25"])
-    ra.add_argument("--json", action="store_true")
+    ra = rsub.add_parser("ask", help=t("用模型根据检索到的段落回答，并注明出处",
+                                       "answer from the retrieved passages with a model, and cite them"))
+    ra.add_argument("question", nargs="+", help=t("问题", "the question"))
+    ra.add_argument("--name", default="default", help=name_help)
+    ra.add_argument("--model", required=True, help=model_help)
+    ra.add_argument("-k", type=int, default=3, help=k_help)
+    ra.add_argument("--mode", default="hybrid", choices=["hybrid", "dense", "bm25"], help=mode_help)
+    ra.add_argument("--json", action="store_true", help=json_help)
     ra.set_defaults(func=_handler("camp.rag.cli:cli_ask"))
-    rv = rsub.add_parser("serve", help="serve a knowledge base as an OpenAI-compatible endpoint in front of a model")
-    rv.add_argument("--name", default="default")
-    rv.add_argument("--model", required=True, help="endpoint URL http://…/v1[#model] or a model name to serve")
-    rv.add_argument("--port", type=int, default=None, help="default: a free port from 8600")
-    rv.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1: only this machine)")
-    rv.add_argument("--api-key", default=None, help="require this key from clients")
-    rv.add_argument("-k", type=int, default=3)
+    rv = rsub.add_parser("serve", help=t("把知识库放在模型前面，作为 OpenAI 兼容的服务",
+                                         "serve a knowledge base as an OpenAI-compatible endpoint in front of a model"))
+    rv.add_argument("--name", default="default", help=name_help)
+    rv.add_argument("--model", required=True, help=model_help)
+    rv.add_argument("--port", type=int, default=None, help=t("端口（默认：从 8600 起第一个空闲的）",
+                                                             "default: a free port from 8600"))
+    rv.add_argument("--host", default="127.0.0.1", help=t("监听地址（默认 127.0.0.1：只有本机能访问）",
+                                                          "listen address (default 127.0.0.1: only this machine)"))
+    rv.add_argument("--api-key", default=None, help=t("要求客户端带上这个 key", "require this key from clients"))
+    rv.add_argument("-k", type=int, default=3, help=k_help)
     rv.set_defaults(func=_handler("camp.rag.cli:cli_serve"))
 
 
@@ -311,48 +327,71 @@ def _tiny(sub) -> None:
 
 
 def _homework(sub) -> None:
-    hw = sub.add_parser("homework", help="homework on nbgrader: mark, release, submit, collect, grade (sandboxed), "
-                        "feedback, gradebook")
+    hw = sub.add_parser("homework", help=t("基于 nbgrader 的作业：标注、发布、提交、收取、（沙箱里）评分、反馈、成绩册",
+                                           "homework on nbgrader: mark, release, submit, collect, grade (sandboxed), "
+                                           "feedback, gradebook"))
     hsub = hw.add_subparsers(dest="homework_command", metavar="ACTION", required=True)
 
     def course_arg(p):
-        p.add_argument("--course", default=None, help="the course folder (default: $CAMP_HOMEWORK or "
-                       "$CAMP_HOME/homework)")
+        p.add_argument("--course", default=None, help=t("课程文件夹（默认 $CAMP_HOMEWORK 或 $CAMP_HOME/homework）",
+                                                        "the course folder (default: $CAMP_HOMEWORK or "
+                                                        "$CAMP_HOME/homework)"))
 
-    m = hsub.add_parser("mark", help="author: write nbgrader metadata from hw:* cell tags (see docs/homework.md)")
-    m.add_argument("notebooks", nargs="+")
-    m.add_argument("--check", action="store_true", help="only check the tags, write nothing")
-    r = hsub.add_parser("release", help="TA: the student versions (nbgrader generate_assignment)")
-    r.add_argument("sources", nargs="*", help="source notebooks or assignment folders (default: lessons with "
-                   "exercises)")
+    def assignment_arg(p, nargs="?"):
+        p.add_argument("assignment", nargs=nargs, default=None, help=t("作业名（默认：唯一的那份作业）",
+                                                                     "the assignment (default: the only one)"))
+
+    m = hsub.add_parser("mark", help=t("出题人：按 hw:* 单元格标签写入 nbgrader 元数据（见 docs/homework.md）",
+                                       "author: write nbgrader metadata from hw:* cell tags (see docs/homework.md)"))
+    m.add_argument("notebooks", nargs="+", help=t("要标注的笔记本", "the notebooks to mark"))
+    m.add_argument("--check", action="store_true", help=t("只检查标签，不写文件", "only check the tags, write nothing"))
+    r = hsub.add_parser("release", help=t("助教：生成学生版（nbgrader generate_assignment）",
+                                          "TA: the student versions (nbgrader generate_assignment)"))
+    r.add_argument("sources", nargs="*", help=t("源笔记本或作业文件夹（默认：带作业的各课）",
+                                                "source notebooks or assignment folders (default: lessons with "
+                                                "exercises)"))
     course_arg(r)
-    s = hsub.add_parser("submit", help="student: pack the executed notebook into one file with a manifest")
-    s.add_argument("notebook")
-    s.add_argument("--student", required=True, help="your student id")
-    s.add_argument("--assignment", default=None, help="default: from the notebook")
-    s.add_argument("-o", "--output", default=None, help="a folder or .zip path (default: here)")
-    c = hsub.add_parser("collect", help="TA: import a folder of submissions (zips or notebooks)")
-    c.add_argument("folder")
-    c.add_argument("--assignment", default=None)
+    s = hsub.add_parser("submit", help=t("学员：把运行过的笔记本连同清单打包成一个文件",
+                                         "student: pack the executed notebook into one file with a manifest"))
+    s.add_argument("notebook", help=t("运行过的作业笔记本", "the executed homework notebook"))
+    s.add_argument("--student", required=True, help=t("你的学号", "your student id"))
+    s.add_argument("--assignment", default=None, help=t("作业名（默认从笔记本里读）", "default: from the notebook"))
+    s.add_argument("-o", "--output", default=None, help=t("输出文件夹或 .zip 路径（默认：当前目录）",
+                                                          "a folder or .zip path (default: here)"))
+    c = hsub.add_parser("collect", help=t("助教：导入一个文件夹里的提交（zip 或笔记本）",
+                                          "TA: import a folder of submissions (zips or notebooks)"))
+    c.add_argument("folder", help=t("放提交的文件夹", "the folder of submissions"))
+    c.add_argument("--assignment", default=None, help=t("作业名（默认从提交里读）", "default: from the submissions"))
     course_arg(c)
-    g = hsub.add_parser("grade", help="TA: autograde in the sandbox, N at a time; skips graded ones")
-    g.add_argument("assignment", nargs="?", default=None)
-    g.add_argument("--workers", "-j", type=int, default=1)
-    g.add_argument("--force", action="store_true", help="grade again even if graded")
-    g.add_argument("--student", action="append", default=[], help="only this student (repeatable)")
-    g.add_argument("--shard", default=None, metavar="I/N", help="only every N-th submission from the I-th "
-                   "(0-based): one task of a Slurm array or Kubernetes indexed Job")
-    g.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell (default 30)")
-    g.add_argument("--time-limit", type=int, default=None, help="seconds per submission (default 300)")
-    g.add_argument("--memory-mb", type=int, default=None, help="kernel memory limit (default 2048)")
-    g.add_argument("--allow-read", action="append", default=[], help="a path the kernel may read (models…)")
-    g.add_argument("--no-sandbox", action="store_true", help="trusted notebooks only (e.g. the solutions)")
+    g = hsub.add_parser("grade", help=t("助教：在沙箱里自动评分，同时 N 份；已评过的跳过",
+                                        "TA: autograde in the sandbox, N at a time; skips graded ones"))
+    assignment_arg(g)
+    g.add_argument("--workers", "-j", type=int, default=1, help=t("同时评几份（默认 1）",
+                                                                  "submissions graded at once (default 1)"))
+    g.add_argument("--force", action="store_true", help=t("已评过的也重新评", "grade again even if graded"))
+    g.add_argument("--student", action="append", default=[], help=t("只评这个学员（可重复）",
+                                                                    "only this student (repeatable)"))
+    g.add_argument("--shard", default=None, metavar="I/N", help=t(
+        "只评从第 I 份起每隔 N 份的提交（从 0 数）：Slurm 数组或 Kubernetes indexed Job 的一个任务",
+        "only every N-th submission from the I-th (0-based): one task of a Slurm array or Kubernetes indexed Job"))
+    g.add_argument("--cell-timeout", type=int, default=None, help=t("每个单元格的秒数（默认 30）",
+                                                                    "seconds per cell (default 30)"))
+    g.add_argument("--time-limit", type=int, default=None, help=t("每份提交的秒数（默认 300）",
+                                                                  "seconds per submission (default 300)"))
+    g.add_argument("--memory-mb", type=int, default=None, help=t("内核的内存上限 MB（默认 2048）",
+                                                                 "kernel memory limit (default 2048)"))
+    g.add_argument("--allow-read", action="append", default=[], help=t("内核可以读的路径（模型等）",
+                                                                       "a path the kernel may read (models…)"))
+    g.add_argument("--no-sandbox", action="store_true", help=t("只用于可信的笔记本（例如参考答案）",
+                                                               "trusted notebooks only (e.g. the solutions)"))
     course_arg(g)
-    f = hsub.add_parser("feedback", help="TA: nbgrader HTML feedback per student")
-    f.add_argument("assignment", nargs="?", default=None)
+    f = hsub.add_parser("feedback", help=t("助教：给每个学员生成 nbgrader 的 HTML 反馈",
+                                           "TA: nbgrader HTML feedback per student"))
+    assignment_arg(f)
     course_arg(f)
-    b = hsub.add_parser("gradebook", help="TA: CSV + HTML report (per-task scores, distribution chart)")
-    b.add_argument("assignment", nargs="?", default=None)
+    b = hsub.add_parser("gradebook", help=t("助教：CSV + HTML 成绩报告（每题得分、分布图）",
+                                            "TA: CSV + HTML report (per-task scores, distribution chart)"))
+    assignment_arg(b)
     course_arg(b)
     hw.set_defaults(func=_handler("camp.homework.stage:cli_homework"))
 

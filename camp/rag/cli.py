@@ -55,15 +55,17 @@ def cli_serve(args) -> int:
 
     ep = serve(args.name, args.model, port=args.port, host=args.host, api_key=args.api_key, k=args.k)
     key = f" --api-key {ep.api_key}" if ep.api_key else ""
-    print(f"camp rag serve: {ep.base_url}  model: {ep.model}")
-    print(f"chat: camp chat --base-url {ep.base_url}{key} {ep.model}")
-    print(f"log: {ep.log_path} — Ctrl-C stops the server", flush=True)
+    print(t(f"camp rag serve: {ep.base_url}  模型: {ep.model}", f"camp rag serve: {ep.base_url}  model: {ep.model}"))
+    print(t(f"对话: camp chat --base-url {ep.base_url}{key} {ep.model}",
+            f"chat: camp chat --base-url {ep.base_url}{key} {ep.model}"))
+    print(t(f"日志: {ep.log_path} —— 按 Ctrl-C 停止服务", f"log: {ep.log_path} — Ctrl-C stops the server"), flush=True)
     try:
         while not ep.job.done:
             time.sleep(0.5)
     except KeyboardInterrupt:
         ep.stop()
-        print("\ncamp rag serve: stopped")
+        print(t("\ncamp rag serve: 已停止", "\ncamp rag serve: stopped"))
         return 0
-    print(f"camp rag serve: the server stopped ({ep.job.status}); log: {ep.log_path}")
+    print(t(f"camp rag serve: 服务已退出（{ep.job.status}）；日志: {ep.log_path}",
+            f"camp rag serve: the server stopped ({ep.job.status}); log: {ep.log_path}"))
     return 1

@@ -119,3 +119,29 @@ def test_the_course_kernel_is_installed_in_the_core_env():
 
     spec = KernelSpecManager().get_kernel_spec("camp")
     assert spec.display_name == kernel.DISPLAY_NAME and spec.argv[0] == str(Path(sys.prefix) / "bin" / "python")
+
+
+def _undocumented_in_chinese(parser, path=("camp",)):
+    import argparse
+
+    def chinese(text):
+        return any("\u4e00" <= c <= "\u9fff" for c in text or "")
+
+    for a in parser._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            yield from ((*path, c.dest) for c in a._choices_actions if not chinese(c.help))
+            for name, sub in a.choices.items():
+                yield from _undocumented_in_chinese(sub, (*path, name))
+        elif not isinstance(a, argparse._HelpAction) and a.help != argparse.SUPPRESS and not chinese(a.help):
+            yield (*path, a.dest)
+
+
+def test_every_command_and_option_has_chinese_help(zh):
+    from camp import cli
+
+    parser = cli.build_parser()
+    assert not list(_undocumented_in_chinese(parser))
+    r = _camp("rag", "serve", "--help", CAMP_LANG="zh")
+    assert "只有本机能访问" in r.stdout
+    r = _camp("homework", "--help", CAMP_LANG="en")
+    assert "autograde in the sandbox" in r.stdout and not any("\u4e00" <= c <= "\u9fff" for c in r.stdout)
