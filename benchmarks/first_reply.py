@@ -5,7 +5,8 @@
 Clones REPO (default: this checkout's committed HEAD) into a temporary folder, runs `make setup` there (the core
 env, the `camp` kernel, the tiny model), starts the lesson's kernel and executes the chat lesson's cells in order up
 to the first one that streams an answer (`session.stream(…)`), and prints how long each part took and the total up to
-the first streamed piece. pip's cache is used as on any machine that installed Python packages before; the load
+the first streamed piece. pip's and uv's caches are used as on any machine that installed Python packages before
+(`UV_CACHE_DIR=$(mktemp -d)` measures uv with an empty cache: every wheel it installs is downloaded); the load
 average is printed next to the figures, since other work on the machine slows every part.
 """
 
