@@ -436,7 +436,7 @@ _UV_ERRORS = [
     (r"Because (\S+) was not found in the package registry and you require (\S+?),",
      "{1}: not on the package index (typo in the pin, or the index is unreachable)"),
     (r"Because there is no version of (\S+?) and you require", "{0}: no version on the package index matches"),
-    (r"(?:error|cause): (Because .+(?:\n\s+And because .+)*)", "conflicting pins: {0}"),
+    (r"(?:error|cause): (Because .+)", "conflicting pins: {0}"),
     (r"Failed to build `(\S+?)`", "{0}: building it from source failed"),
     (r"dns error|Connection refused|error sending request for url|Network is unreachable",
      "the package index is unreachable (check the network, or your pip index settings: camp passes them to uv)"),
@@ -446,7 +446,8 @@ _UV_ERRORS = [
 
 def explain_uv_failure(lines: list[str]) -> str | None:
     """The package and reason from uv's output, as explain_pip_failure does for pip."""
-    text = "\n".join(lines)
+    # uv wraps a long reason onto indented continuation lines (at ~80 columns when not on a terminal): one line each
+    text = re.sub(r"\n[ \t]+", " ", "\n".join(lines))
     found: list[str] = []
     for pattern, template in _UV_ERRORS:
         for m in re.finditer(pattern, text):

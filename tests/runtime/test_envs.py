@@ -173,6 +173,11 @@ def test_explain_uv_failure_names_package_and_reason():
                "  cause: Because nosuchpkg-camp was not found in the package registry and you require "
                "nosuchpkg-camp==1.0, we can conclude that your requirements are unsatisfiable."]
     assert envs.explain_uv_failure(missing).startswith("nosuchpkg-camp==1.0: not on the package index")
+    wrapped = ["error: No solution found when resolving dependencies",  # as uv prints it into a log file
+               "  cause: Because nosuchpkg-camp was not found in the package registry",
+               "         and you require nosuchpkg-camp==1.0, we can conclude that",
+               "         your requirements are unsatisfiable."]
+    assert envs.explain_uv_failure(wrapped) == envs.explain_uv_failure(missing)
     conflict = ["error: No solution found when resolving dependencies",
                 "  cause: Because pandas>=3.1.1 depends on numpy>=2.0.2 and you require numpy<2, we can conclude "
                 "that your requirements and pandas>=3.1.1 are incompatible.",
