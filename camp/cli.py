@@ -322,7 +322,7 @@ def _tiny(sub) -> None:
     p = sub.add_parser("tiny", help=t("准备内置的 tiny 模型（复制仓库里预先训练好的文件；--force 重新训练）",
                                         "get the embedded tiny model (copies the repository's prebuilt files; --force "
                                         "trains it anew)"))
-    p.add_argument("--force", action="store_true", help=t("重新训练（约 2 分钟）", "train it anew (about 2 minutes)"))
+    p.add_argument("--force", action="store_true", help=t("重新训练（2 核 CPU 上约 10 分钟）", "train it anew (about 10 minutes on a 2-core CPU)"))
     p.set_defaults(func=_handler("camp.models.tiny:cli_tiny"))
 
 
