@@ -82,7 +82,11 @@ class Endpoint:
         return self.healthy() if self.job is None else not self.job.done
 
     def healthy(self, timeout: float = 3.0) -> bool:
-        """GET /health answers 200 (both engines serve it without a key)."""
+        """GET /health answers 200 (both engines serve it without a key), from the server camp started: once that
+        one has stopped, another server that took its freed port (another notebook's, the next free one from
+        23333) does not make this endpoint healthy."""
+        if self.job is not None and self.job.done:
+            return False
         return self.api.healthy(timeout)
 
     def models(self) -> list[str]:
