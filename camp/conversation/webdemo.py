@@ -134,9 +134,9 @@ def cli_webdemo(args) -> int:
     demo = launch(args.model or "auto", port=args.port, host=host, system=args.system)
     print(t(f"camp webdemo：{demo.url}  （模型 {demo.model}）", f"camp webdemo: {demo.url}  (model {demo.model})"))
     print(demo.hint)
-    print(t(f"日志：{demo.job.log_path} —— 按 Ctrl-C 停止 demo", f"log: {demo.job.log_path} — Ctrl-C stops the demo"),
-          flush=True)
-    try:
+    try:  # the line that says Ctrl-C is printed inside: a Ctrl-C right after it (while print returns) stops cleanly
+        print(t(f"日志：{demo.job.log_path} —— 按 Ctrl-C 停止 demo", f"log: {demo.job.log_path} — Ctrl-C stops the demo"),
+              flush=True)
         while not demo.job.done:
             time.sleep(0.5)
     except KeyboardInterrupt:

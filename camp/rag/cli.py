@@ -58,8 +58,9 @@ def cli_serve(args) -> int:
     print(t(f"camp rag serve: {ep.base_url}  模型: {ep.model}", f"camp rag serve: {ep.base_url}  model: {ep.model}"))
     print(t(f"对话: camp chat --base-url {ep.base_url}{key} {ep.model}",
             f"chat: camp chat --base-url {ep.base_url}{key} {ep.model}"))
-    print(t(f"日志: {ep.log_path} —— 按 Ctrl-C 停止服务", f"log: {ep.log_path} — Ctrl-C stops the server"), flush=True)
-    try:
+    try:  # the line that says Ctrl-C is printed inside: a Ctrl-C right after it (while print returns) stops cleanly
+        print(t(f"日志: {ep.log_path} —— 按 Ctrl-C 停止服务", f"log: {ep.log_path} — Ctrl-C stops the server"),
+              flush=True)
         while not ep.job.done:
             time.sleep(0.5)
     except KeyboardInterrupt:

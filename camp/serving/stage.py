@@ -252,8 +252,8 @@ def cli_serve(args) -> int:
     print(t("压测", "bench") + f": camp bench '{ep.base_url}#{ep.model}'{key}")
     if ep.host in LOCAL_HOSTS:
         print(t("在你自己的电脑上", "from your own computer") + f": {SSH_HINT.format(port=ep.port)}")
-    print(t(f"日志：{ep.log_path} — Ctrl-C 停止服务", f"log: {ep.log_path} — Ctrl-C stops the server"), flush=True)
-    try:
+    try:  # the line that says Ctrl-C is printed inside: a Ctrl-C right after it (while print returns) stops cleanly
+        print(t(f"日志：{ep.log_path} — Ctrl-C 停止服务", f"log: {ep.log_path} — Ctrl-C stops the server"), flush=True)
         while not ep.job.done:
             time.sleep(0.5)
     except KeyboardInterrupt:
