@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 
 from camp.runtime.errors import CampError
@@ -29,11 +30,42 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
+# A server binds its port seconds after camp chose it (a cold start of transformers serve: up to a minute on 2 cores).
+# Two camp processes starting servers at that moment (two notebooks, two test workers) would both see the first
+# port free and both take it; a claim file per chosen port, younger than this and held by a live process, makes
+# the second one take the next port.
+CLAIM_SECONDS = 120
+
+
 def free_port(host: str = "127.0.0.1", start: int = DEFAULT_PORT, tries: int = 200) -> int:
-    for port in range(start, start + tries):
-        if port_free(host, port):
-            return port
+    from camp.runtime import config
+
+    claims = config.home() / "ports"
+    with config.file_lock(claims / ".lock"):
+        for port in range(start, start + tries):
+            if port_free(host, port) and not _claimed_by_another(claims / f"{port}.claim"):
+                tmp = claims / f".{port}.{os.getpid()}.tmp"
+                tmp.write_text(f"{os.getpid()} {time.time()}")
+                os.replace(tmp, claims / f"{port}.claim")
+                return port
     raise CampError(f"no free port in {start}–{start + tries - 1} on {host} — pass port=")
+
+
+def _claimed_by_another(claim: Path) -> bool:
+    try:
+        pid_text, when_text = claim.read_text().split()
+        pid, when = int(pid_text), float(when_text)
+    except (OSError, ValueError):
+        return False
+    if pid == os.getpid() or time.time() - when > CLAIM_SECONDS:
+        return False  # this process starts its servers one at a time; an old claim's server has bound by now
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _listening_inodes(port: int) -> set[str]:

@@ -34,3 +34,22 @@ def test_a_stopped_endpoint_is_not_healthy_when_another_server_took_its_port():
     finally:
         other.shutdown()
         other.server_close()
+
+
+def test_a_port_another_process_is_starting_a_server_on_is_skipped(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from camp.serving import ports
+
+    monkeypatch.setenv("CAMP_HOME", str(tmp_path / "home"))
+    first = ports.free_port(start=24700)
+    assert ports.free_port(start=24700) == first, "this process starts its servers one at a time: same port"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:  # another live camp process chose `first` a moment ago and has not bound it yet
+        (tmp_path / "home" / "ports" / f"{first}.claim").write_text(f"{other.pid} {__import__('time').time()}")
+        assert ports.free_port(start=24700) == first + 1
+    finally:
+        other.kill()
+        other.wait()
+    assert ports.free_port(start=24700) == first, "a claim of a process that has ended counts for nothing"
