@@ -361,15 +361,21 @@ _PIP_ERRORS = [
 ]
 
 
+def _reasons(text: str, table, keep=lambda msg, found: True) -> list[str]:
+    """Each (pattern, template) of `table` that matches `text`, filled in with its groups, once each, in order."""
+    found: list[str] = []
+    for pattern, template in table:
+        for m in re.finditer(pattern, text, flags=re.M):
+            msg = template.format(*(" ".join(g.split()) for g in m.groups()))
+            if msg not in found and keep(msg, found):
+                found.append(msg)
+    return found
+
+
 def explain_pip_failure(lines: list[str]) -> str | None:
     """The package and reason from pip's output, e.g. 'foo==9.9: no version on the package index matches'."""
     text = "\n".join(lines)
-    found = []
-    for pattern, template in _PIP_ERRORS:
-        for m in re.finditer(pattern, text, flags=re.M):
-            msg = template.format(*m.groups())
-            if msg not in found:
-                found.append(msg)
+    found = _reasons(text, _PIP_ERRORS)
     conflict = re.search(r"The conflict is caused by:\n((?:\s+.+\n?)+)", text)
     if conflict:
         found.append("conflict: " + "; ".join(x.strip() for x in conflict.group(1).splitlines() if x.strip()))
@@ -448,13 +454,9 @@ def explain_uv_failure(lines: list[str]) -> str | None:
     """The package and reason from uv's output, as explain_pip_failure does for pip."""
     # uv wraps a long reason onto indented continuation lines (at ~80 columns when not on a terminal): one line each
     text = re.sub(r"\n[ \t]+", " ", "\n".join(lines))
-    found: list[str] = []
-    for pattern, template in _UV_ERRORS:
-        for m in re.finditer(pattern, text):
-            msg = template.format(*(" ".join(g.split()) for g in m.groups()))
-            if msg not in found and not (msg.startswith("conflicting") and found):
-                found.append(msg)
-    return "; ".join(found) or None
+    # uv words a missing package as a failed resolution too: the conflict line only when nothing named it first
+    return "; ".join(_reasons(text, _UV_ERRORS, keep=lambda msg, found: not (msg.startswith("conflicting")
+                                                                            and found))) or None
 
 
 class EnvStage(Stage):
@@ -535,6 +537,7 @@ class EnvStage(Stage):
         # uv then keeps the installed torch, as it satisfies every pin.
         yield self._pip(f"env {name}: pip install uv" + (" + torch" if torch else ""),
                         ["--no-compile", UV, *torch], run_dir)
+        self._uv_settings = uv_settings(_python_in(self.prefix))  # pip's config, read once for every uv step
         yield self._uv(f"env {name}: uv pip install", ["-r", str(files[0])], run_dir)
         for extra in files[1:]:
             yield self._uv(f"env {name}: uv pip install --no-deps", ["--no-deps", "-r", str(extra)], run_dir)
@@ -548,7 +551,7 @@ class EnvStage(Stage):
 
     def _uv(self, title: str, args: list[str], run_dir: Path) -> Step:
         py = _python_in(self.prefix)
-        cmd = [str(py.parent / "uv"), "pip", "install", "--python", str(py), *uv_settings(py), *args]
+        cmd = [str(py.parent / "uv"), "pip", "install", "--python", str(py), *self._uv_settings, *args]
         return Step(title, cmd, run_dir, parser=uv_parser, explain=explain_uv_failure, desc=title, unit="pkg",
                     extra_env={"NO_COLOR": "1", "UV_NO_PROGRESS": "1", "PYTHONNOUSERSITE": "1"})
 
